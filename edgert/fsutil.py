@@ -1,0 +1,39 @@
+"""Atomic file writes: a crash leaves either the old content or the new, never a mix."""
+
+import os
+
+
+def atomic_write(path, data, mode=0o644, sync=True):
+    """Writes ``data`` (bytes or str) to ``path`` via temp file, fsync, rename, fsync dir.
+
+    ``sync=False`` skips both fsyncs: for files on tmpfs (/run), where a crash
+    loses everything anyway and fsync only costs time.
+    """
+    if isinstance(data, str):
+        data = data.encode()
+    directory = os.path.dirname(path) or "."
+    tmp = "%s/.%s.tmp-%d" % (directory, os.path.basename(path), os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.rename(tmp, path)
+    if sync:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()

@@ -1,0 +1,1 @@
+"""The OCI runtime-spec surface: config.json validation, defaults, features, the CLI."""

@@ -1,0 +1,876 @@
+"""The OCI verbs: create, start, state, kill, delete, run, exec, pause, resume, ps, list.
+
+One process per verb (like runc): nothing stays behind but the container's
+edgert-init and the state directory. The runtime makes itself a child
+subreaper while it works, so the container's pid 1 (a grandchild) is reparented
+to it and a foreground ``run`` or ``exec`` can wait for it.
+"""
+
+import errno
+import json
+import os
+
+from .. import linuxconst as K
+from ..errors import ConfigError, EdgertError, StateError, Unsupported
+from . import state as S
+from .sync import describe, pair
+
+SIGNALS = {
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8,
+    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
+    "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22,
+    "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29,
+    "POLL": 29, "PWR": 30, "SYS": 31,
+}
+FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)
+START_SIGNAL = 18  # SIGCONT from outside the pid namespace: see init/README.md
+DEFAULT_ROOT = "/run/edgert/oci"
+
+
+def parse_signal(text):
+    """'TERM', 'SIGTERM', '15' -> 15; anything else is a clear error."""
+    name = text.upper()
+    if name.isdigit():
+        num = int(name)
+        if 0 < num < 65:
+            return num
+    else:
+        if name.startswith("SIG"):
+            name = name[3:]
+        if name in SIGNALS:
+            return SIGNALS[name]
+        for base, first, sign in (("RTMIN", 34, 1), ("RTMAX", 64, -1)):
+            if name.startswith(base):
+                offset = name[len(base):].lstrip("+-")
+                if offset.isdigit() or not offset:
+                    num = first + sign * int(offset or 0)
+                    if 34 <= num <= 64:
+                        return num
+    raise EdgertError("unknown signal %r (use a name like TERM or SIGKILL, or a number 1-64)"
+                      % text, code="invalid-signal")
+
+
+def exit_code(wait_status):
+    """Shell convention: exit code, or 128+N when killed by signal N."""
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return os.WEXITSTATUS(wait_status)
+
+
+def init_path():
+    """Where edgert-init lives: $EDGERT_INIT, the package, or the source tree."""
+    env = os.environ.get("EDGERT_INIT")
+    if env:
+        return env
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path in (os.path.join(here, "edgert-init"),
+                 os.path.join(os.path.dirname(here), "init", "edgert-init")):
+        if os.path.exists(path):
+            return path
+    raise EdgertError("edgert-init not found next to the edgert package (reinstall edgert, or "
+                      "set EDGERT_INIT)", code="no-init")
+
+
+def sealed_copy(path):
+    """edgert-init copied into a sealed memfd: the container can never write the host binary
+    through /proc/<pid>/exe (the CVE-2019-5736 class)."""
+    import fcntl
+    with open(path, "rb") as f:
+        data = f.read()
+    fd = os.memfd_create("edgert-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    os.write(fd, data)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK
+                | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    return fd
+
+
+class Plan:
+    """Everything the children need, computed in the runtime before fork."""
+
+    def __init__(self):
+        self.__dict__.update(
+            rootfs=None, bundle=None, config=None, unshare_flags=0, new_userns=False,
+            ns_join=[], uid_map=None, gid_map=None, time_offsets=None, mounts=[],
+            cgroup=None, cgroup_binds=[], devices=[], bind_devices=False, hostname=None,
+            domainname=None, sysctl={}, masked=[], readonly=[], root_readonly=False,
+            propagation=None, console_fd=None, console_size=None, terminal=False,
+            rlimits=[], rlimit_names={}, ioprio=None, sched=None, personality=None,
+            user=None, cap_effective=0, cap_permitted=0, cap_inheritable=0,
+            bounding_drop=[], ambient=[], no_new_privs=False, seccomp=None, init_fd=-1,
+            init_args=[], env=[], cwd="/", umask=0o022, args=[], hooks={}, state_json=None,
+            wait_start=False, cpu_affinity=None)
+
+
+def last_cap():
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return 40
+
+
+def plan_process(plan, proc, seccomp_cfg):
+    """Process attributes shared by create and exec."""
+    from .. import caps
+    plan.args = proc["args"]
+    plan.env = proc.get("env", [])
+    plan.cwd = proc.get("cwd", "/")
+    user = proc.get("user", {})
+    plan.user = (user.get("uid", 0), user.get("gid", 0), list(user.get("additionalGids", [])))
+    if "umask" in user:
+        plan.umask = user["umask"]
+    plan.terminal = bool(proc.get("terminal"))
+    plan.console_size = proc.get("consoleSize")
+    capset = proc.get("capabilities") or {}
+    valid = (1 << (last_cap() + 1)) - 1
+    bounding = caps.mask(capset.get("bounding", [])) & valid
+    plan.bounding_drop = [c for c in range(last_cap() + 1) if not bounding >> c & 1]
+    plan.cap_effective = caps.mask(capset.get("effective", [])) & valid
+    plan.cap_permitted = caps.mask(capset.get("permitted", [])) & valid
+    plan.cap_inheritable = caps.mask(capset.get("inheritable", [])) & valid
+    grantable = plan.cap_permitted & plan.cap_inheritable
+    plan.ambient = [caps.number(n) for n in capset.get("ambient", [])
+                    if grantable >> caps.number(n) & 1]
+    plan.skipped_ambient = [n for n in capset.get("ambient", [])
+                            if not grantable >> caps.number(n) & 1]
+    plan.no_new_privs = bool(proc.get("noNewPrivileges"))
+    names = {v: k for k, v in K.RLIMITS.items()}
+    plan.rlimit_names = names
+    plan.rlimits = [(K.RLIMITS[r["type"]], r["soft"], r["hard"]) for r in proc.get("rlimits", [])]
+    prio = proc.get("ioPriority")
+    if prio:
+        classes = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+        plan.ioprio = classes[prio["class"]] << 13 | prio.get("priority", 0)
+    sched = proc.get("scheduler")
+    if sched:
+        policies = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
+                    "SCHED_ISO": 4, "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+        flag_bits = {"SCHED_FLAG_RESET_ON_FORK": 1, "SCHED_FLAG_RECLAIM": 2,
+                     "SCHED_FLAG_DL_OVERRUN": 4, "SCHED_FLAG_KEEP_POLICY": 8,
+                     "SCHED_FLAG_KEEP_PARAMS": 16, "SCHED_FLAG_UTIL_CLAMP_MIN": 32,
+                     "SCHED_FLAG_UTIL_CLAMP_MAX": 64}
+        plan.sched = (policies[sched["policy"]], sum(flag_bits[f] for f in sched.get("flags", [])),
+                      sched.get("nice", 0), sched.get("priority", 0), sched.get("runtime", 0),
+                      sched.get("deadline", 0), sched.get("period", 0))
+    affinity = proc.get("execCPUAffinity")
+    if affinity and affinity.get("final"):
+        plan.cpu_affinity = parse_cpu_list(affinity["final"])
+    if seccomp_cfg:
+        from .. import seccomp
+        plan.seccomp = seccomp.compile(seccomp_cfg, os.uname().machine)
+
+
+def parse_cpu_list(text):
+    cpus = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def id_map_text(mappings):
+    return "".join("%d %d %d\n" % (m["containerID"], m["hostID"], m["size"]) for m in mappings)
+
+
+def plan_create(container_id, config, bundle):
+    """The Plan for a new container from a validated config (no side effects)."""
+    from ..oci import mountopts
+    linux = config.get("linux", {})
+    plan = Plan()
+    plan.config = config
+    plan.bundle = bundle
+    plan.rootfs = config["root"]["path"]
+    plan.root_readonly = bool(config["root"].get("readonly"))
+    joins = []
+    have_mount_ns = False
+    for ns in linux.get("namespaces", []):
+        flag = K.NAMESPACE_FLAGS[ns["type"]]
+        have_mount_ns |= ns["type"] == "mount"
+        if ns.get("path"):
+            joins.append((flag, ns["path"]))
+        elif ns["type"] == "user":
+            plan.new_userns = True
+        else:
+            plan.unshare_flags |= flag
+    if not have_mount_ns:
+        raise Unsupported("config.json: linux.namespaces: edgert needs a mount namespace (add "
+                          "{\"type\": \"mount\"}); mounting into the host's is never done")
+    order = (K.CLONE_NEWUSER, K.CLONE_NEWIPC, K.CLONE_NEWUTS, K.CLONE_NEWNET, K.CLONE_NEWPID,
+             K.CLONE_NEWCGROUP, K.CLONE_NEWTIME, K.CLONE_NEWNS)
+    plan.ns_join = sorted(joins, key=lambda j: order.index(j[0]))
+    if plan.new_userns:
+        plan.uid_map = id_map_text(linux.get("uidMappings", []))
+        plan.gid_map = id_map_text(linux.get("gidMappings", []))
+        plan.bind_devices = True
+    if plan.new_userns or any(f == K.CLONE_NEWUSER for f, _ in joins):
+        plan.bind_devices = True
+    offsets = linux.get("timeOffsets")
+    if offsets:
+        names = {"monotonic": "monotonic", "boottime": "boottime"}
+        plan.time_offsets = "".join("%s %d %d\n" % (names[k], v.get("secs", 0), v.get("nanosecs", 0))
+                                    for k, v in offsets.items())
+    for m in config.get("mounts", []):
+        opts = mountopts.parse(m.get("options", []), m.get("type") or "")
+        plan.mounts.append((m, opts))
+    plan.devices = linux.get("devices", [])
+    plan.hostname = config.get("hostname")
+    plan.domainname = config.get("domainname")
+    plan.sysctl = linux.get("sysctl", {})
+    plan.masked = linux.get("maskedPaths", [])
+    plan.readonly = linux.get("readonlyPaths", [])
+    plan.propagation = linux.get("rootfsPropagation")
+    if linux.get("personality"):
+        domain = linux["personality"]["domain"]
+        plan.personality = 0x0008 if domain == "LINUX32" else 0
+    plan_process(plan, config["process"], linux.get("seccomp"))
+    plan.hooks = config.get("hooks", {})
+    return plan
+
+
+# --- children -------------------------------------------------------------------------------
+
+def child_intermediate(plan, ch):
+    """C1: joins and creates namespaces, then forks the container's pid 1 (see sync.py)."""
+    from .linux import Linux
+    try:
+        sc = Linux()
+        if plan.cgroup is not None:
+            plan.cgroup.add_pid(os.getpid())
+        for flag, path in plan.ns_join:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                sc.setns(fd, flag)
+            finally:
+                os.close(fd)
+        if plan.new_userns:
+            sc.unshare(K.CLONE_NEWUSER | plan.unshare_flags)
+            ch.send("userns")
+            if ch.recv() != "mapped":
+                os._exit(1)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        elif plan.unshare_flags:
+            sc.unshare(plan.unshare_flags)
+        if plan.time_offsets:
+            with open("/proc/self/timens_offsets", "w") as f:
+                f.write(plan.time_offsets)
+        pid = os.fork()
+        if pid == 0:
+            child_container(plan, ch, sc)
+        ch.send("pid %d" % pid)
+        os._exit(0)
+    except BaseException as e:
+        try:
+            ch.send("error " + describe(e))
+        finally:
+            os._exit(1)
+
+
+def child_container(plan, ch, sc):
+    """C2, the container's pid 1 until it execs edgert-init."""
+    from .. import native
+    from . import child as C
+    from .hooks import run_hooks
+    try:
+        if ch.recv() != "go":
+            os._exit(1)
+        native.set_dumpable(False)
+        C.preload(plan)
+        rootfs = plan.rootfs
+        C.prepare_root(sc, rootfs, plan.propagation)
+        for m, opts in plan.mounts:
+            try:
+                C.mount_entry(sc, rootfs, plan.bundle, m, opts, plan.cgroup_binds)
+            except OSError as e:
+                raise OSError(e.errno, "mount %s (%s) on %s: %s" % (
+                    m.get("source") or m.get("type"), m.get("type") or "bind",
+                    m["destination"], describe(e))) from None
+        C.create_devices(sc, rootfs, plan.devices, plan.bind_devices)
+        if plan.hooks.get("createContainer"):
+            run_hooks("createContainer", plan.hooks["createContainer"], plan.state_json)
+        C.pivot(sc, rootfs)
+        if plan.hostname is not None:
+            sc.sethostname(plan.hostname)
+        if plan.domainname is not None:
+            sc.setdomainname(plan.domainname)
+        C.set_sysctl(sc, plan.sysctl)
+        if plan.terminal:
+            C.bind_console(sc, C.setup_console(plan.console_fd, plan.console_size))
+        C.mask_paths(sc, plan.masked)
+        C.readonly_paths(sc, plan.readonly)
+        if plan.root_readonly:
+            C.readonly_root(sc)
+        finish_process(plan, ch, native, create_cwd=True)
+    except BaseException as e:
+        try:
+            ch.send("error " + describe(e))
+        finally:
+            os._exit(1)
+
+
+def finish_process(plan, ch, native, create_cwd):
+    """Process attributes, then exec: edgert-init for a container, the process for exec."""
+    from . import child as C
+    from .hooks import run_hooks
+    C.set_limits(plan.config["process"] if plan.config else {}, plan)
+    if plan.cpu_affinity:
+        os.sched_setaffinity(0, plan.cpu_affinity)
+    os.umask(plan.umask)
+    if create_cwd and not os.path.isdir(plan.cwd):
+        os.makedirs(plan.cwd, 0o755)
+    try:
+        os.chdir(plan.cwd)
+    except OSError as e:
+        raise OSError(e.errno, "process.cwd %s: %s" % (plan.cwd, e.strerror)) from None
+    C.check_executable(plan.args[0], plan.env, plan.cwd)
+    wait_start = plan.wait_start
+    if wait_start and plan.hooks.get("startContainer"):
+        # startContainer hooks run inside the container after `start`: wait here instead of init.
+        wait_for_start()
+        run_hooks("startContainer", plan.hooks["startContainer"], plan.state_json)
+        wait_start = False
+    C.drop_privileges(native, plan)
+    C.close_fds(native)
+    if plan.init_fd >= 0:
+        argv = ["edgert-init"] + (["-w"] if wait_start else []) + ["--"] + plan.args
+        os.execve(plan.init_fd, argv, env_dict(plan.env))
+    os.execvpe(plan.args[0], plan.args, env_dict(plan.env))
+
+
+def wait_for_start():
+    import _signal
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, [START_SIGNAL])
+    while True:
+        info = _signal.sigwaitinfo([START_SIGNAL])
+        if info.si_pid == 0 or os.getpid() != 1:
+            return
+
+
+def env_dict(env):
+    return dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+
+
+# --- the runtime side -----------------------------------------------------------------------
+
+class Runtime:
+    """The verbs over one state root (``--root``)."""
+
+    def __init__(self, root=DEFAULT_ROOT, log=None):
+        self.store = S.Store(root)
+        self.log = log or (lambda msg: None)
+
+    # create / start / run ------------------------------------------------------------------
+
+    def create(self, container_id, bundle, console_socket=None, pid_file=None, start=False):
+        """Creates the container; with ``start`` its process runs at once (``run``).
+
+        Returns the host pid of the container's pid 1.
+        """
+        from ..oci import spec
+        bundle = os.path.abspath(bundle)
+        config = spec.load(bundle)
+        plan = plan_create(container_id, config, bundle)
+        if plan.terminal and not console_socket:
+            raise ConfigError("process.terminal is true but no --console-socket was given (a "
+                              "detached container needs one to hand its terminal to)")
+        plan.wait_start = not start
+        self.store.reserve(container_id)
+        st = {"id": container_id, "bundle": bundle, "rootfs": plan.rootfs, "pid": 0,
+              "created": S.now_rfc3339(), "started": False,
+              "annotations": config.get("annotations", {}), "owner": "", "config": config,
+              "cgroup": None, "netns_pin": None, "net_devices": []}
+        self.store.save(container_id, st)
+        try:
+            return self._create(container_id, plan, st, console_socket, pid_file, start)
+        except BaseException:
+            self._cleanup_failed(container_id, st)
+            raise
+
+    def _create(self, container_id, plan, st, console_socket, pid_file, start):
+        from .. import native
+        from .hooks import run_hooks, spec_state
+        config = plan.config
+        linux = config.get("linux", {})
+        plan.cgroup, plan.cgroup_binds = self._make_cgroup(container_id, linux, st)
+        if console_socket:
+            plan.console_fd = connect_console(console_socket)
+        plan.init_fd = sealed_copy(init_path())
+        plan.state_json = spec_state(container_id, S.CREATING, 0, plan.bundle,
+                                     config.get("annotations"))
+        native.set_child_subreaper(True)
+        parent, child = pair()
+        c1 = os.fork()
+        if c1 == 0:
+            parent.close()
+            child_intermediate(plan, child)
+        child.close()
+        os.close(plan.init_fd)
+        if plan.console_fd is not None:
+            os.close(plan.console_fd)
+        pid = 0
+        try:
+            while True:
+                line = parent.recv()
+                if line is None:
+                    raise EdgertError("container %r: setup process died without a word"
+                                      % container_id, code="create-failed")
+                if line == "userns":
+                    write_id_maps(c1, plan)
+                    parent.send("mapped")
+                elif line.startswith("pid "):
+                    pid = int(line[4:])
+                    break
+                elif line.startswith("error "):
+                    raise EdgertError("container %r: %s" % (container_id, line[6:]),
+                                      code="create-failed")
+            os.waitpid(c1, 0)
+            c1 = 0
+            st["pid"] = pid
+            st["pid_start"] = S.proc_stat(pid)[1]
+            self.store.save(container_id, st)
+            net_devices = linux.get("netDevices")
+            if net_devices:
+                from . import netdev
+                st["netns_pin"] = netdev.pin_netns(pid, self.store.dir(container_id))
+                st["net_devices"] = netdev.move_in(pid, net_devices)
+                self.store.save(container_id, st)
+            plan.state_json["pid"] = pid
+            hooks = config.get("hooks", {})
+            run_hooks("prestart", hooks.get("prestart"), plan.state_json)
+            run_hooks("createRuntime", hooks.get("createRuntime"), plan.state_json)
+            parent.send("go")
+            line = parent.recv()
+            if line is not None and line.startswith("error "):
+                raise EdgertError("container %r: %s" % (container_id, line[6:]),
+                                  code="create-failed")
+        finally:
+            parent.close()
+            if c1:
+                reap(c1)
+        if not S.process_alive(pid, st["pid_start"]):
+            raise EdgertError("container %r: pid 1 exited during create" % container_id,
+                              code="create-failed")
+        if pid_file:
+            write_pid_file(pid_file, pid)
+        if start:
+            st["started"] = True
+        self.store.save(container_id, st)
+        if start:
+            self._poststart(container_id, st)
+        return pid
+
+    def _make_cgroup(self, container_id, linux, st):
+        from ..cgroup import devices, fs, layout, plan as cgplan
+        lay = fs.host_layout()
+        paths = layout.resolve_all(lay, linux.get("cgroupsPath"), container_id)
+        cg = fs.Cgroup(lay, paths)
+        st["cgroup"] = {"paths": paths, "created": []}
+        st["cgroup"]["created"] = cg.create()
+        self.store.save(container_id, st)
+        resources = linux.get("resources") or {}
+        cg.apply(cgplan.plan(resources, lay))
+        cg.set_devices(devices.rules_for(resources.get("devices", []), linux.get("devices", [])))
+        return cg, cgroup_binds(lay, paths)
+
+    def _cleanup_failed(self, container_id, st):
+        """Undo a failed create: kill what was started, remove cgroups and state."""
+        pid = st.get("pid")
+        if pid and S.process_alive(pid, st.get("pid_start")):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+            reap(pid)
+        self._release(container_id, st)
+        self.store.remove(container_id)
+
+    def _release(self, container_id, st):
+        """Host resources a container holds: net devices, the netns pin, cgroups."""
+        errors = []
+        if st.get("netns_pin"):
+            from . import netdev
+            try:
+                netdev.move_out(st["netns_pin"], st.get("net_devices", []))
+            except (OSError, EdgertError) as e:
+                errors.append(describe(e))
+            netdev.unpin_netns(st["netns_pin"])
+        cgi = st.get("cgroup")
+        if cgi:
+            from ..cgroup import fs
+            try:
+                fs.Cgroup(fs.host_layout(), cgi["paths"]).remove(cgi["created"])
+            except OSError as e:
+                errors.append(describe(e))
+        if errors:
+            self.log("container %s: cleanup: %s" % (container_id, "; ".join(errors)))
+
+    def start(self, container_id):
+        fd = self.store.lock(container_id)
+        try:
+            st = self.store.load(container_id)
+            status = S.status(st)
+            if status != S.CREATED:
+                raise StateError("container %r is %s; only a created container can be started"
+                                 % (container_id, status))
+            self._signal(st, START_SIGNAL)
+            st["started"] = True
+            self.store.save(container_id, st)
+        finally:
+            os.close(fd)
+        self._poststart(container_id, st)
+
+    def _poststart(self, container_id, st):
+        from .hooks import HookError, run_hooks, spec_state
+        hooks = st["config"].get("hooks", {}).get("poststart")
+        if hooks:
+            try:
+                run_hooks("poststart", hooks, spec_state(container_id, S.RUNNING, st["pid"],
+                                                         st["bundle"], st["annotations"]))
+            except HookError as e:
+                self.log("warning: %s" % e)
+
+    def run(self, container_id, bundle, console_socket=None, pid_file=None, detach=False):
+        """create + start; in the foreground, wait and return the shell-style exit code."""
+        forward = {}
+        if not detach:
+            forward = block_forwarded_signals()
+        pid = self.create(container_id, bundle, console_socket, pid_file, start=True)
+        if detach:
+            return 0
+        status = wait_forwarding(pid, forward)
+        self.delete(container_id, force=True)
+        return exit_code(status)
+
+    # inspection -----------------------------------------------------------------------------
+
+    def state(self, container_id):
+        from .hooks import spec_state
+        st = self.store.load(container_id)
+        status = self._status(st)
+        out = spec_state(container_id, status, st.get("pid"), st["bundle"], st.get("annotations"))
+        out["rootfs"] = st.get("rootfs")
+        out["created"] = st.get("created")
+        out["owner"] = st.get("owner", "")
+        return out
+
+    def _status(self, st):
+        status = S.status(st)
+        if status in (S.RUNNING, S.CREATED) and st.get("cgroup"):
+            if self._cgroup(st).state() == "frozen":
+                return S.PAUSED
+        return status
+
+    def _cgroup(self, st):
+        from ..cgroup import fs
+        return fs.Cgroup(fs.host_layout(), st["cgroup"]["paths"])
+
+    def list(self):
+        out = []
+        for cid in self.store.ids():
+            try:
+                out.append(self.state(cid))
+            except EdgertError:
+                continue
+        return out
+
+    def ps(self, container_id):
+        st = self.store.load(container_id)
+        if not st.get("cgroup"):
+            return [st["pid"]] if S.status(st) != S.STOPPED else []
+        return self._cgroup(st).pids()
+
+    # signals and teardown ------------------------------------------------------------------
+
+    def _signal(self, st, sig):
+        """Signals pid 1 through a pidfd, so a reused pid can never be hit."""
+        from .. import native
+        pid = st["pid"]
+        try:
+            pidfd = native.pidfd_open(pid)
+        except OSError as e:
+            if e.errno == errno.ESRCH:
+                raise StateError("container %r is not running" % st["id"]) from None
+            if e.errno != errno.ENOSYS:
+                raise
+            if not S.process_alive(pid, st.get("pid_start")):
+                raise StateError("container %r is not running" % st["id"]) from None
+            os.kill(pid, sig)
+            return
+        try:
+            if not S.process_alive(pid, st.get("pid_start")):
+                raise StateError("container %r is not running" % st["id"])
+            native.pidfd_send_signal(pidfd, sig)
+        finally:
+            os.close(pidfd)
+
+    def kill(self, container_id, sig, all_processes=False):
+        st = self.store.load(container_id)
+        status = self._status(st)
+        if status == S.STOPPED and not all_processes:
+            raise StateError("container %r is not running" % container_id)
+        if all_processes and st.get("cgroup"):
+            self._cgroup(st).kill_all(sig)
+            return
+        self._signal(st, sig)
+
+    def delete(self, container_id, force=False):
+        from .hooks import HookError, run_hooks, spec_state
+        try:
+            fd = self.store.lock(container_id)
+        except EdgertError:
+            if force:
+                return
+            raise
+        try:
+            try:
+                st = self.store.load(container_id)
+            except StateError:
+                if not force:
+                    raise
+                self.store.remove(container_id)
+                return
+            status = self._status(st)
+            if status in (S.RUNNING, S.PAUSED) and not force:
+                raise StateError("container %r is %s: stop it first, or delete with --force"
+                                 % (container_id, status))
+            if status != S.STOPPED:
+                self._kill_and_wait(st)
+            self._release(container_id, st)
+            hooks = st["config"].get("hooks", {}).get("poststop")
+            if hooks:
+                try:
+                    run_hooks("poststop", hooks, spec_state(container_id, S.STOPPED, 0,
+                                                            st["bundle"], st["annotations"]))
+                except HookError as e:
+                    self.log("warning: %s" % e)
+            self.store.remove(container_id)
+        finally:
+            os.close(fd)
+
+    def _kill_and_wait(self, st):
+        if st.get("cgroup"):
+            cg = self._cgroup(st)
+            cg.kill_all(9)
+        else:
+            try:
+                self._signal(st, 9)
+            except StateError:
+                return
+        wait_gone(st["pid"], st.get("pid_start"))
+
+    def pause(self, container_id):
+        st = self.store.load(container_id)
+        if self._status(st) != S.RUNNING:
+            raise StateError("container %r is not running" % container_id)
+        self._cgroup(st).freeze()
+
+    def resume(self, container_id):
+        st = self.store.load(container_id)
+        if self._status(st) != S.PAUSED:
+            raise StateError("container %r is not paused" % container_id)
+        self._cgroup(st).thaw()
+
+    def oom_kills(self, container_id):
+        st = self.store.load(container_id)
+        return self._cgroup(st).oom_kills() if st.get("cgroup") else 0
+
+    # exec ------------------------------------------------------------------------------------
+
+    def exec(self, container_id, process, console_socket=None, pid_file=None, detach=False):
+        """Runs ``process`` (a runtime-spec process object) inside a running container."""
+        from .. import native
+        st = self.store.load(container_id)
+        status = self._status(st)
+        if status not in (S.RUNNING, S.CREATED):
+            raise StateError("container %r is %s; exec needs a running container"
+                             % (container_id, status))
+        from ..oci import spec
+        process = spec.validate_process(process)
+        config = st["config"]
+        linux = config.get("linux", {})
+        plan = Plan()
+        plan_process(plan, process, linux.get("seccomp"))
+        if plan.terminal and not console_socket:
+            raise ConfigError("exec --tty needs --console-socket")
+        pid = st["pid"]
+        types = [ns["type"] for ns in linux.get("namespaces", [])]
+        order = ("user", "ipc", "uts", "network", "cgroup", "time", "pid", "mount")
+        plan.ns_join = [(K.NAMESPACE_FLAGS[t], "/proc/%d/ns/%s" % (pid, K.NAMESPACE_PROC_NAMES[t]))
+                        for t in order if t in types]
+        if st.get("cgroup"):
+            plan.cgroup = self._cgroup(st)
+        if console_socket:
+            plan.console_fd = connect_console(console_socket)
+        forward = {} if detach else block_forwarded_signals()
+        native.set_child_subreaper(True)
+        parent, child = pair()
+        e1 = os.fork()
+        if e1 == 0:
+            parent.close()
+            child_exec(plan, child)
+        child.close()
+        if plan.console_fd is not None:
+            os.close(plan.console_fd)
+        try:
+            line = parent.recv()
+            if line is None or not line.startswith("pid "):
+                raise EdgertError("exec in container %r: %s" % (
+                    container_id, line[6:] if line else "setup process died"), code="exec-failed")
+            epid = int(line[4:])
+            reap(e1)
+            e1 = 0
+            line = parent.recv()
+            if line is not None and line.startswith("error "):
+                reap(epid)
+                raise EdgertError("exec in container %r: %s" % (container_id, line[6:]),
+                                  code="exec-failed")
+        finally:
+            parent.close()
+            if e1:
+                reap(e1)
+        if pid_file:
+            write_pid_file(pid_file, epid)
+        if detach:
+            return 0
+        return exit_code(wait_forwarding(epid, forward))
+
+
+def child_exec(plan, ch):
+    """E1 joins the container's namespaces and forks E2, which becomes the process."""
+    from .. import native
+    try:
+        native.set_dumpable(False)
+        if plan.cgroup is not None:
+            plan.cgroup.add_pid(os.getpid())
+        fds = [(flag, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for flag, path in plan.ns_join]
+        for flag, fd in fds:
+            native.setns(fd, flag)
+            os.close(fd)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                from . import child as C
+                C.preload(plan)
+                if plan.terminal:
+                    C.setup_console(plan.console_fd, plan.console_size)
+                finish_process(plan, ch, native, create_cwd=False)
+            except BaseException as e:
+                try:
+                    ch.send("error " + describe(e))
+                finally:
+                    os._exit(127)
+        ch.send("pid %d" % pid)
+        os._exit(0)
+    except BaseException as e:
+        try:
+            ch.send("error " + describe(e))
+        finally:
+            os._exit(1)
+
+
+# --- small helpers ---
+
+def cgroup_binds(lay, paths):
+    """(name, host dir) for mounting the container's cgroups: "" alone on a pure v2 host,
+    else one per v1 hierarchy (co-mounted controllers once) plus "unified" on a hybrid host."""
+    mounts = lay.hierarchies()
+    if lay.mode == "v2":
+        return [("", mounts[""] + paths[""])]
+    binds, seen = [], set()
+    for key, mountpoint in sorted(mounts.items()):
+        if mountpoint in seen:
+            continue
+        seen.add(mountpoint)
+        name = "unified" if key == "" else os.path.basename(mountpoint)
+        binds.append((name, mountpoint + paths[key]))
+    return binds
+
+
+
+def write_id_maps(pid, plan):
+    for name, text in (("uid_map", plan.uid_map), ("gid_map", plan.gid_map)):
+        if text:
+            try:
+                with open("/proc/%d/%s" % (pid, name), "w") as f:
+                    f.write(text)
+            except OSError as e:
+                raise EdgertError("writing %s %r: %s" % (name, text, e.strerror),
+                                  code="create-failed") from None
+
+
+def connect_console(path):
+    import _socket
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise EdgertError("console socket %s: %s" % (path, e.strerror),
+                          code="console-socket") from None
+    return sock.detach()
+
+
+def write_pid_file(path, pid):
+    from ..fsutil import atomic_write
+    atomic_write(os.path.abspath(path), "%d" % pid, sync=False)
+
+
+def reap(pid):
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def wait_gone(pid, start_time, timeout=10.0):
+    """Waits until ``pid`` has exited (pidfd poll, or /proc polling without pidfds)."""
+    import select
+    import time
+    from .. import native
+    try:
+        pidfd = native.pidfd_open(pid)
+    except OSError:
+        pidfd = -1
+    deadline = time.monotonic() + timeout
+    try:
+        while S.process_alive(pid, start_time):
+            if time.monotonic() > deadline:
+                raise EdgertError("pid %d did not exit within %.0fs of SIGKILL" % (pid, timeout),
+                                  code="stuck")
+            if pidfd >= 0:
+                select.select([pidfd], [], [], 0.1)
+            else:
+                time.sleep(0.005)
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def block_forwarded_signals():
+    """Signals a foreground run/exec passes on to the container, caught from now on."""
+    import _signal
+    target = {"pid": 0}
+
+    def forward(sig, frame):
+        if target["pid"]:
+            try:
+                os.kill(target["pid"], sig)
+            except ProcessLookupError:
+                pass
+    for sig in FORWARDED_SIGNALS:
+        _signal.signal(sig, forward)
+    return target
+
+
+def wait_forwarding(pid, target):
+    target["pid"] = pid
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            return status
+        except ChildProcessError:
+            raise EdgertError("lost track of pid %d (not our child)" % pid, code="lost") from None

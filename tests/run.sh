@@ -1,0 +1,26 @@
+#!/bin/sh
+# Runs edgert's test suite as CI does: installs the test peers, builds the native parts in
+# the tree, then pytest with the device interpreter. Extra arguments go to pytest.
+set -eu
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3
+PEERS="gcc make musl-tools busybox-static python3-dev python3-cffi python3-setuptools
+ python3-msgpack python3-pyroute2 python3-pytest crun runc podman containerd iproute2 kmod"
+missing=""
+for p in $PEERS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+fi
+$PY native/build.py --inplace
+make -s -C init
+make -s -C tests/probe
+set +e
+$PY -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+    echo "pytest collected no tests: failing" >&2
+    exit 1
+fi
+exit "$rc"

@@ -77,3 +77,63 @@ def edgert_oci(tmp_path_factory, native_built, init_bin):
                 % (DEVICE_PYTHON, REPO))
     os.chmod(path, 0o755)
     return path
+
+
+class Oci:
+    """Runs edgert-oci against a private state root; deletes every container at teardown."""
+
+    def __init__(self, binary, root):
+        self.binary, self.root = binary, root
+
+    def __call__(self, *args, check=True, timeout=60, **kw):
+        proc = subprocess.run([self.binary, "--root", self.root] + [str(a) for a in args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                              **kw)
+        if check and proc.returncode != 0:
+            raise AssertionError("edgert-oci %s exited %d: %s%s" % (
+                " ".join(map(str, args)), proc.returncode, proc.stdout.decode(errors="replace"),
+                proc.stderr.decode(errors="replace")))
+        return proc
+
+    def state(self, cid):
+        import json
+        return json.loads(self("state", cid).stdout)
+
+    def cleanup(self):
+        if os.path.isdir(self.root):
+            for cid in os.listdir(self.root):
+                self("delete", "--force", cid, check=False)
+
+
+@pytest.fixture
+def oci(edgert_oci, tmp_path):
+    """edgert-oci on a fresh --root; needs root."""
+    if not IS_ROOT:
+        pytest.skip("needs root")
+    runner = Oci(edgert_oci, str(tmp_path / "oci-root"))
+    yield runner
+    runner.cleanup()
+
+
+@pytest.fixture
+def make_bundle(busybox_rootfs, tmp_path):
+    """make_bundle(args, edit=None, **defaults) -> bundle dir on the shared busybox rootfs.
+
+    ``defaults`` go to edgert.oci.defaults.default_config; ``edit(config)`` may change the
+    config before it is written. Containers get cgroups below the test's own (the default).
+    """
+    import json
+    from edgert.oci.defaults import default_config
+    counter = [0]
+
+    def make(args, edit=None, **defaults):
+        counter[0] += 1
+        bundle = tmp_path / ("bundle%d" % counter[0])
+        bundle.mkdir()
+        config = default_config(args=list(args), **defaults)
+        config["root"]["path"] = busybox_rootfs
+        if edit:
+            edit(config)
+        (bundle / "config.json").write_text(json.dumps(config, indent=1))
+        return str(bundle)
+    return make

@@ -322,7 +322,7 @@ def finish_process(plan, ch, native, create_cwd):
         os.chdir(plan.cwd)
     except OSError as e:
         raise OSError(e.errno, "process.cwd %s: %s" % (plan.cwd, e.strerror)) from None
-    C.check_executable(plan.args[0], plan.env, plan.cwd)
+    exe = C.check_executable(plan.args[0], plan.env, plan.cwd)
     wait_start = plan.wait_start
     if wait_start and plan.hooks.get("startContainer"):
         # startContainer hooks run inside the container after `start`: wait here instead of init.
@@ -334,7 +334,7 @@ def finish_process(plan, ch, native, create_cwd):
     if plan.init_fd >= 0:
         argv = ["edgert-init"] + (["-w"] if wait_start else []) + ["--"] + plan.args
         os.execve(plan.init_fd, argv, env_dict(plan.env))
-    os.execvpe(plan.args[0], plan.args, env_dict(plan.env))
+    os.execve(exe, plan.args, env_dict(plan.env))
 
 
 def wait_for_start():
@@ -738,7 +738,10 @@ class Runtime:
 def child_exec(plan, ch):
     """E1 joins the container's namespaces and forks E2, which becomes the process."""
     from .. import native
+    from . import child as C
+    from . import hooks  # noqa: F401  (finish_process needs it after setns(mnt))
     try:
+        C.preload(plan)
         native.set_dumpable(False)
         if plan.cgroup is not None:
             plan.cgroup.add_pid(os.getpid())
@@ -749,8 +752,6 @@ def child_exec(plan, ch):
         pid = os.fork()
         if pid == 0:
             try:
-                from . import child as C
-                C.preload(plan)
                 if plan.terminal:
                     C.setup_console(plan.console_fd, plan.console_size)
                 finish_process(plan, ch, native, create_cwd=False)

@@ -47,8 +47,8 @@ def start(init_bin):
     """Starts init in the background; kills what is left of it after the test."""
     started = []
 
-    def start_init(workload, stdin=subprocess.DEVNULL, pass_fds=(), **kw):
-        proc = subprocess.Popen(init_cmd(init_bin, workload, **kw), stdin=stdin,
+    def start_init(workload, pass_fds=(), **kw):
+        proc = subprocess.Popen(init_cmd(init_bin, workload, **kw), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 pass_fds=pass_fds)
         started.append(proc)
@@ -165,8 +165,14 @@ TRAPPING_WORKLOAD = ('trap "echo got $SIG; exit 0" $SIG; echo ready; '
                      'busybox sleep 5 & wait; exit 99')
 
 
-@pytest.mark.parametrize("sig", FORWARDED, ids=lambda s: signal.Signals(s).name
-                         if s in signal.Signals._value2member_map_ else str(s))
+def signal_name(sig):
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return "SIGRTMIN+%d" % (sig - signal.SIGRTMIN)
+
+
+@pytest.mark.parametrize("sig", FORWARDED, ids=signal_name)
 def test_signal_from_outside_is_forwarded(start, sig):
     proc = start(sh(TRAPPING_WORKLOAD.replace("$SIG", str(int(sig)))))
     pid = init_pid(proc)
@@ -233,8 +239,9 @@ def test_workload_gets_terminal_foreground(init_bin):
 # --- process hygiene ---------------------------------------------------------------------------
 
 def test_orphans_are_reaped(init_bin):
-    script = ("for i in 1 2 3 4 5 6 7 8; do (busybox sleep 0.3 &); done; busybox sleep 0.1; "
-              "busybox cat /proc/1/task/1/children; echo; busybox sleep 0.6; "
+    # Each subshell exits at once, leaving its sleep to init; by 0.8 s all sleeps have exited.
+    script = ("for i in 1 2 3 4 5 6 7 8; do (busybox sleep 0.5 &); done; "
+              "busybox cat /proc/1/task/1/children; echo; busybox sleep 0.8; "
               "busybox cat /proc/[0-9]*/stat")
     result = run(init_bin, sh(script))
     assert result.returncode == 0, result.stderr

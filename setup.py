@@ -8,9 +8,11 @@ init binary inside the package as ``edgert/edgert-init``.
 import os
 import shutil
 import subprocess
+import sys
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
+from distutils.command.build_scripts import build_scripts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,19 +36,33 @@ class BuildWithInit(build_py):
         os.chmod(dest, 0o755)
 
 
+class CopyScripts(build_scripts):
+    """Keeps the scripts' own `#!PYTHON -IS` line: setuptools would rewrite it to `#!python`,
+    which pip then turns into a bare interpreter path, dropping the flags."""
+
+    def run(self):
+        self.mkpath(self.build_dir)
+        for script in self.scripts:
+            dest = os.path.join(self.build_dir, os.path.basename(script))
+            with open(script) as f:
+                lines = f.read().split("\n", 1)
+            with open(dest, "w") as f:
+                f.write("#!%s -IS\n%s" % (sys.executable, lines[1]))
+            os.chmod(dest, 0o755)
+
+
 setup(
     name="edgert",
     version=read_version(),
     description="Lightweight OCI container runtime for routers and edge devices",
-    packages=["edgert", "edgert.oci", "edgert.runtime"],
+    packages=find_packages(include=["edgert", "edgert.*"]),
     python_requires=">=3.11",
     setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15"],
     cffi_modules=["native/build.py:ffibuilder"],
-    # Fixed shebangs with -I: the device interpreter is Debian's python3, and
-    # the scripts skip the generic entry-point wrapper (it imports re) to
-    # start fast on slow router CPUs.
+    # Our own launchers instead of entry points: the generic wrapper imports re, and they run
+    # with -I -S to start fast on slow router CPUs (see bin/edgert-oci).
     scripts=["bin/edgert", "bin/edgert-oci"],
-    cmdclass={"build_py": BuildWithInit},
+    cmdclass={"build_py": BuildWithInit, "build_scripts": CopyScripts},
     zip_safe=False,
 )

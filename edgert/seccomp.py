@@ -193,8 +193,8 @@ def compile(seccomp, arch=None, unknown=None):
 # -- parsing ------------------------------------------------------------------
 
 def _show(value):
-    import json
-    return json.dumps(value)
+    from .jsonfast import dumps
+    return dumps(value)
 
 
 def _list(value, where):

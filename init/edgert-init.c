@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #ifndef SYS_close_range
-#define SYS_close_range 436 /* same number on every architecture */
+#define SYS_close_range 436 /* the same on every architecture but alpha */
 #endif
 
 #define EXIT_INIT_FAILED 1
@@ -587,8 +587,13 @@ int main(int argc, char **argv)
 	verbose = opt.verbose;
 	if (close_fds_above_stderr() < 0 || block_signals(&wait_set) < 0)
 		return EXIT_INIT_FAILED;
-	if (opt.wait_for_start && (sig = wait_for_start(&wait_set)) != 0)
-		return sig < 0 ? EXIT_INIT_FAILED : EXIT_SIGNAL_BASE + sig;
+	if (opt.wait_for_start) {
+		sig = wait_for_start(&wait_set);
+		if (sig < 0)
+			return EXIT_INIT_FAILED;
+		if (sig > 0)
+			return EXIT_SIGNAL_BASE + sig;
+	}
 	if (spawn(opt.argv, &workload) < 0)
 		return EXIT_INIT_FAILED;
 	return supervise(workload, &wait_set, opt.grace_seconds);

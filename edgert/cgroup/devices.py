@@ -15,12 +15,12 @@ u32 minor;}`` (access_type = access bits << 16 | device type) and returns 1 to a
 
 import struct
 import sys
-from collections import namedtuple
 
 from ..errors import ConfigError, Unsupported
+from ..record import record
 
 # A rule; major/minor None match any number, access is a non-empty subset of "rwm" in that order.
-Rule = namedtuple("Rule", "allow type major minor access")
+Rule = record("Rule", "allow type major minor access")
 
 # The devices runtime-spec says every container has (null, zero, full, random, urandom, tty,
 # ptmx and the pseudo-terminals behind /dev/pts and /dev/console).

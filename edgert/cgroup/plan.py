@@ -18,13 +18,13 @@ through devices.rules_for() and Cgroup.set_devices().
 The same plan serves ``update``: fields left out produce no write.
 """
 
-from collections import namedtuple
 
 from ..errors import ConfigError, Unsupported
+from ..record import record
 
 # ``check``: instead of writing, apply() reads the file and refuses to go on when its number
 # exceeds ``value`` (memory.checkBeforeUpdate: do not set a limit below the current usage).
-Write = namedtuple("Write", "hierarchy filename value check", defaults=(False,))
+Write = record("Write", "hierarchy filename value check", defaults=(False,))
 
 _V1_CPU_PERIOD = (1000, 1000000)     # µs, the kernel's bounds for cfs and rt periods
 _SHARES = (2, 262144)

@@ -5,9 +5,10 @@ flags follow runc's names and forms: ``--flag value``, ``--flag=value``, short
 aliases, booleans with an optional ``=true|false``.
 """
 
-import json
 import os
 import sys
+
+from ..jsonfast import dumps, dumps_pretty, loads
 
 USAGE = """usage: edgert-oci [global options] COMMAND [options] [ID] ...
 
@@ -125,9 +126,9 @@ class Logger:
         import time
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.fmt == "json":
-            line = json.dumps({"level": level, "msg": msg, "time": stamp})
+            line = dumps({"level": level, "msg": msg, "time": stamp})
         else:
-            line = 'time="%s" level=%s msg=%s' % (stamp, level, json.dumps(msg))
+            line = 'time="%s" level=%s msg=%s' % (stamp, level, dumps(msg))
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             os.write(fd, (line + "\n").encode())
@@ -179,7 +180,7 @@ def cmd_start(rt, opts, pos):
 
 
 def cmd_state(rt, opts, pos):
-    print(json.dumps(rt.state(one_id("state", pos)), indent=2))
+    print(dumps_pretty(rt.state(one_id("state", pos))))
     return 0
 
 
@@ -216,7 +217,7 @@ def cmd_list(rt, opts, pos):
         for s in states:
             print(s["id"])
     elif fmt == "json":
-        print(json.dumps(states))
+        print(dumps(states))
     elif fmt == "table":
         print("%-20s %-8s %-10s %-30s %s" % ("ID", "PID", "STATUS", "BUNDLE", "CREATED"))
         for s in states:
@@ -232,7 +233,7 @@ def cmd_ps(rt, opts, pos):
         raise UsageError("ps takes a container id")
     pids = rt.ps(pos[0])
     if opts.get("format") == "json":
-        print(json.dumps(pids))
+        print(dumps(pids))
         return 0
     print("%-8s %s" % ("PID", "CMD"))
     for pid in pids:
@@ -247,7 +248,7 @@ def cmd_ps(rt, opts, pos):
 
 def cmd_features(rt, opts, pos):
     from .features import features
-    print(json.dumps(features(), indent=2))
+    print(dumps_pretty(features()))
     return 0
 
 
@@ -258,7 +259,7 @@ def cmd_spec(rt, opts, pos):
     path = os.path.join(opts.get("bundle", "."), "config.json")
     if os.path.exists(path):
         raise EdgertError("%s already exists (remove it first)" % path, code="exists")
-    atomic_write(path, json.dumps(default_config(), indent=2) + "\n")
+    atomic_write(path, dumps_pretty(default_config()) + "\n")
     return 0
 
 
@@ -267,8 +268,8 @@ def exec_process(opts, command):
     from ..errors import ConfigError
     if opts.get("process"):
         try:
-            with open(opts["process"]) as f:
-                return json.load(f)
+            with open(opts["process"], "rb") as f:
+                return loads(f.read())
         except (OSError, ValueError) as e:
             raise ConfigError("--process %s: %s" % (opts["process"], e)) from None
     if not command:

@@ -14,12 +14,12 @@ Later options override earlier ones, as with mount(8): "ro,rw" is read-write.
 Unknown options are filesystem-specific and go to ``data`` unchanged.
 """
 
-from collections import namedtuple
 
 from ..errors import Unsupported
 from .. import linuxconst as K
+from ..record import record
 
-MountOptions = namedtuple("MountOptions", (
+MountOptions = record("MountOptions", (
     "flags",         # MS_* to set
     "clear",         # MS_* explicitly cleared ("rw", "suid", "dev", ...)
     "propagation",   # [MS_SHARED|MS_SLAVE|MS_PRIVATE|MS_UNBINDABLE, maybe | MS_REC], in order

@@ -15,10 +15,10 @@ Checks that span fields of one object are an Obj ``rule``; checks across
 sections (namespaces against sysctl, ...) live in spec.py.
 """
 
-import json
 
 from .. import caps
 from .. import linuxconst as K
+from .. import jsonfast
 from ..errors import ConfigError, Unsupported
 
 _MISSING = object()
@@ -63,7 +63,7 @@ def fail(path, message, exc=ConfigError):
 
 def show(value):
     """A value as it looks in JSON, cut short for one-line messages."""
-    text = json.dumps(value)
+    text = jsonfast.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -223,7 +223,7 @@ class Map:
             fail(path, "must be an object, got %s" % show(value))
         out = {}
         for k, v in value.items():
-            sub = "%s[%s]" % (path, json.dumps(k))
+            sub = "%s[%s]" % (path, jsonfast.dumps(k))
             if self.key is not None:
                 problem = self.key(k)
                 if problem:

@@ -13,9 +13,9 @@ Unlike the spec's "ignore unknown properties", an unknown field is an error:
 a misspelt limit must not silently run a container without it.
 """
 
-import json
 import os
 
+from .. import jsonfast
 from ..errors import ConfigError, NotFound, Unsupported
 from . import mountopts
 from .schema import CONFIG, PROCESS, fail, show
@@ -44,12 +44,11 @@ def load(bundle_dir):
     except OSError as e:
         raise OSError(e.errno, "read config.json: %s" % os.strerror(e.errno), path) from None
     try:
-        config = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys)
+        config = jsonfast.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys)
     except UnicodeDecodeError as e:
         raise ConfigError("%s: not UTF-8 text (bad byte at offset %d)" % (path, e.start)) from None
-    except json.JSONDecodeError as e:
-        raise ConfigError("%s: invalid JSON at line %d, column %d: %s"
-                          % (path, e.lineno, e.colno, e.msg)) from None
+    except ValueError as e:
+        raise ConfigError("%s: invalid JSON: %s" % (path, e)) from None
     return validate(config, bundle_dir)
 
 
@@ -60,7 +59,7 @@ def _unique_keys(pairs):
         for key, _ in pairs:
             if key in seen:
                 raise ConfigError("config.json: key %s appears twice in one object: keep one"
-                                  % json.dumps(key))
+                                  % jsonfast.dumps(key))
             seen.add(key)
     return obj
 
@@ -163,10 +162,10 @@ def _check_sysctl(sysctl, namespaces):
         elif name in _UTS_SYSCTLS:
             needed = "uts"
         else:
-            fail("linux.sysctl[%s]" % json.dumps(key), "not isolated by any namespace: setting "
+            fail("linux.sysctl[%s]" % jsonfast.dumps(key), "not isolated by any namespace: setting "
                  "it would change the host; remove it")
         if needed not in namespaces:
-            fail("linux.sysctl[%s]" % json.dumps(key), "needs a %s namespace of the "
+            fail("linux.sysctl[%s]" % jsonfast.dumps(key), "needs a %s namespace of the "
                  "container's own, or it would change the host: %s" % (needed, _add(needed)))
 
 
@@ -201,7 +200,7 @@ def _check_net_devices(linux, namespaces):
     for host_name, device in devices.items():
         name = device.get("name") or host_name
         if name in seen:
-            fail("linux.netDevices[%s].name" % json.dumps(host_name),
+            fail("linux.netDevices[%s].name" % jsonfast.dumps(host_name),
                  "two devices would both be named %s in the container" % show(name))
         seen.add(name)
 

@@ -7,7 +7,6 @@ to it and a foreground ``run`` or ``exec`` can wait for it.
 """
 
 import errno
-import json
 import os
 
 from .. import linuxconst as K
@@ -96,7 +95,8 @@ class Plan:
             propagation=None, console_fd=None, console_size=None, terminal=False,
             rlimits=[], rlimit_names={}, ioprio=None, sched=None, personality=None,
             user=None, cap_effective=0, cap_permitted=0, cap_inheritable=0,
-            bounding_drop=[], ambient=[], no_new_privs=False, seccomp=None, init_fd=-1,
+            bounding_drop=[], ambient=[], no_new_privs=False, seccomp=None, seccomp_cfg=None,
+            init_fd=-1,
             init_args=[], env=[], cwd="/", umask=0o022, args=[], hooks={}, state_json=None,
             wait_start=False, cpu_affinity=None)
 
@@ -155,9 +155,15 @@ def plan_process(plan, proc, seccomp_cfg):
     affinity = proc.get("execCPUAffinity")
     if affinity and affinity.get("final"):
         plan.cpu_affinity = parse_cpu_list(affinity["final"])
-    if seccomp_cfg:
-        from .. import seccomp
-        plan.seccomp = seccomp.compile(seccomp_cfg, os.uname().machine)
+    plan.seccomp_cfg = seccomp_cfg
+
+
+def compile_seccomp(plan):
+    """(program, flags) for the plan's seccomp profile, or None."""
+    if not plan.seccomp_cfg:
+        return None
+    from .. import seccomp
+    return seccomp.compile(plan.seccomp_cfg, os.uname().machine)
 
 
 def parse_cpu_list(text):
@@ -245,7 +251,7 @@ def child_intermediate(plan, ch):
         if plan.new_userns:
             sc.unshare(K.CLONE_NEWUSER | plan.unshare_flags)
             ch.send("userns")
-            if ch.recv() != "mapped":
+            if ch.recv()[0] != "mapped":
                 os._exit(1)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
@@ -257,11 +263,11 @@ def child_intermediate(plan, ch):
         pid = os.fork()
         if pid == 0:
             child_container(plan, ch, sc)
-        ch.send("pid %d" % pid)
+        ch.send("pid", str(pid))
         os._exit(0)
     except BaseException as e:
         try:
-            ch.send("error " + describe(e))
+            ch.send("error", describe(e))
         finally:
             os._exit(1)
 
@@ -272,8 +278,12 @@ def child_container(plan, ch, sc):
     from . import child as C
     from .hooks import run_hooks
     try:
-        if ch.recv() != "go":
+        kind, payload = ch.recv()
+        if kind != "go":
             os._exit(1)
+        if payload:
+            flags, _, prog = payload.partition(b"\n")
+            plan.seccomp = (prog, int(flags))
         native.set_dumpable(False)
         C.preload(plan)
         rootfs = plan.rootfs
@@ -303,7 +313,7 @@ def child_container(plan, ch, sc):
         finish_process(plan, ch, native, create_cwd=True)
     except BaseException as e:
         try:
-            ch.send("error " + describe(e))
+            ch.send("error", describe(e))
         finally:
             os._exit(1)
 
@@ -379,7 +389,6 @@ class Runtime:
               "created": S.now_rfc3339(), "started": False,
               "annotations": config.get("annotations", {}), "owner": "", "config": config,
               "cgroup": None, "netns_pin": None, "net_devices": []}
-        self.store.save(container_id, st)
         try:
             return self._create(container_id, plan, st, console_socket, pid_file, start)
         except BaseException:
@@ -389,48 +398,53 @@ class Runtime:
     def _create(self, container_id, plan, st, console_socket, pid_file, start):
         from .. import native
         from .hooks import run_hooks, spec_state
+        from .linux import Linux  # noqa: F401  (imported once here, not in each child)
+        from . import child  # noqa: F401
         config = plan.config
         linux = config.get("linux", {})
-        plan.cgroup, plan.cgroup_binds = self._make_cgroup(container_id, linux, st)
+        plan.cgroup, cgroup_setup = self._make_cgroup(container_id, linux, st)
+        plan.cgroup_binds = cgroup_setup[2]
         if console_socket:
             plan.console_fd = connect_console(console_socket)
         plan.init_fd = sealed_copy(init_path())
         plan.state_json = spec_state(container_id, S.CREATING, 0, plan.bundle,
                                      config.get("annotations"))
         native.set_child_subreaper(True)
-        parent, child = pair()
+        parent, child_end = pair()
         c1 = os.fork()
         if c1 == 0:
             parent.close()
-            child_intermediate(plan, child)
-        child.close()
+            child_intermediate(plan, child_end)
+        child_end.close()
         os.close(plan.init_fd)
         if plan.console_fd is not None:
             os.close(plan.console_fd)
         pid = 0
         try:
+            # C1 is joining the cgroups now, which costs the kernel an RCU grace period
+            # (10-20 ms): limits, device rules and seccomp are prepared meanwhile.
+            self._apply_cgroup(plan.cgroup, *cgroup_setup[:2], linux)
+            seccomp = compile_seccomp(plan)
             while True:
-                line = parent.recv()
-                if line is None:
-                    raise EdgertError("container %r: setup process died without a word"
-                                      % container_id, code="create-failed")
-                if line == "userns":
+                kind, payload = parent.recv()
+                if kind == "userns":
                     write_id_maps(c1, plan)
                     parent.send("mapped")
-                elif line.startswith("pid "):
-                    pid = int(line[4:])
+                elif kind == "pid":
+                    pid = int(payload)
                     break
-                elif line.startswith("error "):
-                    raise EdgertError("container %r: %s" % (container_id, line[6:]),
-                                      code="create-failed")
+                else:
+                    raise EdgertError("container %r: %s" % (
+                        container_id, payload.decode() if kind else
+                        "setup process died without a word"), code="create-failed")
             os.waitpid(c1, 0)
             c1 = 0
             st["pid"] = pid
             st["pid_start"] = S.proc_stat(pid)[1]
-            self.store.save(container_id, st)
             net_devices = linux.get("netDevices")
             if net_devices:
                 from . import netdev
+                self.store.save(container_id, st)
                 st["netns_pin"] = netdev.pin_netns(pid, self.store.dir(container_id))
                 st["net_devices"] = netdev.move_in(pid, net_devices)
                 self.store.save(container_id, st)
@@ -438,11 +452,21 @@ class Runtime:
             hooks = config.get("hooks", {})
             run_hooks("prestart", hooks.get("prestart"), plan.state_json)
             run_hooks("createRuntime", hooks.get("createRuntime"), plan.state_json)
-            parent.send("go")
-            line = parent.recv()
-            if line is not None and line.startswith("error "):
-                raise EdgertError("container %r: %s" % (container_id, line[6:]),
+            parent.send("go", b"%d\n%s" % (seccomp[1], seccomp[0]) if seccomp else b"")
+            kind, payload = parent.recv()
+            if kind == "error":
+                raise EdgertError("container %r: %s" % (container_id, payload.decode()),
                                   code="create-failed")
+        except BaseException:
+            if c1:
+                try:
+                    os.kill(c1, 9)
+                except ProcessLookupError:
+                    pass
+            if pid:
+                st["pid"] = pid
+                st.setdefault("pid_start", (S.proc_stat(pid) or (0, 0))[1])
+            raise
         finally:
             parent.close()
             if c1:
@@ -452,25 +476,29 @@ class Runtime:
                               code="create-failed")
         if pid_file:
             write_pid_file(pid_file, pid)
-        if start:
-            st["started"] = True
+        st["started"] = start
         self.store.save(container_id, st)
         if start:
             self._poststart(container_id, st)
         return pid
 
     def _make_cgroup(self, container_id, linux, st):
-        from ..cgroup import devices, fs, layout, plan as cgplan
+        """Makes the container's cgroup directories; limits come later (_apply_cgroup)."""
+        from ..cgroup import fs, layout
         lay = fs.host_layout()
         paths = layout.resolve_all(lay, linux.get("cgroupsPath"), container_id)
         cg = fs.Cgroup(lay, paths)
         st["cgroup"] = {"paths": paths, "created": []}
         st["cgroup"]["created"] = cg.create()
         self.store.save(container_id, st)
+        return cg, (lay, paths, cgroup_binds(lay, paths))
+
+    @staticmethod
+    def _apply_cgroup(cg, lay, paths, linux):
+        from ..cgroup import devices, plan as cgplan
         resources = linux.get("resources") or {}
         cg.apply(cgplan.plan(resources, lay))
         cg.set_devices(devices.rules_for(resources.get("devices", []), linux.get("devices", [])))
-        return cg, cgroup_binds(lay, paths)
 
     def _cleanup_failed(self, container_id, st):
         """Undo a failed create: kill what was started, remove cgroups and state."""
@@ -690,6 +718,7 @@ class Runtime:
         linux = config.get("linux", {})
         plan = Plan()
         plan_process(plan, process, linux.get("seccomp"))
+        plan.seccomp = compile_seccomp(plan)
         if plan.terminal and not console_socket:
             raise ConfigError("exec --tty needs --console-socket")
         pid = st["pid"]
@@ -712,17 +741,18 @@ class Runtime:
         if plan.console_fd is not None:
             os.close(plan.console_fd)
         try:
-            line = parent.recv()
-            if line is None or not line.startswith("pid "):
+            kind, payload = parent.recv()
+            if kind != "pid":
                 raise EdgertError("exec in container %r: %s" % (
-                    container_id, line[6:] if line else "setup process died"), code="exec-failed")
-            epid = int(line[4:])
+                    container_id, payload.decode() if kind else "setup process died"),
+                    code="exec-failed")
+            epid = int(payload)
             reap(e1)
             e1 = 0
-            line = parent.recv()
-            if line is not None and line.startswith("error "):
+            kind, payload = parent.recv()
+            if kind == "error":
                 reap(epid)
-                raise EdgertError("exec in container %r: %s" % (container_id, line[6:]),
+                raise EdgertError("exec in container %r: %s" % (container_id, payload.decode()),
                                   code="exec-failed")
         finally:
             parent.close()
@@ -757,14 +787,14 @@ def child_exec(plan, ch):
                 finish_process(plan, ch, native, create_cwd=False)
             except BaseException as e:
                 try:
-                    ch.send("error " + describe(e))
+                    ch.send("error", describe(e))
                 finally:
                     os._exit(127)
-        ch.send("pid %d" % pid)
+        ch.send("pid", str(pid))
         os._exit(0)
     except BaseException as e:
         try:
-            ch.send("error " + describe(e))
+            ch.send("error", describe(e))
         finally:
             os._exit(1)
 

@@ -1,9 +1,9 @@
 """OCI hooks: each gets the container state as JSON on stdin; a timeout kills it."""
 
-import json
 import os
 
 from ..errors import EdgertError
+from ..jsonfast import dumps
 
 
 class HookError(EdgertError):
@@ -14,7 +14,7 @@ def run_hooks(kind, hooks, state):
     """Runs ``hooks`` (a list of runtime-spec hook objects) in order; the first failure raises."""
     if not hooks:
         return
-    payload = json.dumps(state).encode()
+    payload = dumps(state).encode()
     for i, hook in enumerate(hooks):
         name = "%s hook #%d (%s)" % (kind, i, hook["path"])
         status, output = run_one(hook, payload)

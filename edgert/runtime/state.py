@@ -9,12 +9,12 @@ that change a container hold an flock on its directory.
 
 import errno
 import fcntl
-import json
 import os
 import time
 
 from ..errors import EdgertError, NotFound, StateError
 from ..fsutil import atomic_write
+from ..jsonfast import dumps, loads
 
 ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
@@ -74,8 +74,8 @@ class Store:
     def load(self, container_id):
         path = os.path.join(self.dir(container_id), "state.json")
         try:
-            with open(path) as f:
-                return json.load(f)
+            with open(path, "rb") as f:
+                return loads(f.read())
         except FileNotFoundError:
             raise NotFound("container %r does not exist (no %s)" % (container_id, path)) from None
         except ValueError as e:
@@ -84,7 +84,7 @@ class Store:
 
     def save(self, container_id, state):
         atomic_write(os.path.join(self.dir(container_id), "state.json"),
-                     json.dumps(state, separators=(",", ":")), mode=0o600, sync=False)
+                     dumps(state), mode=0o600, sync=False)
 
     def ids(self):
         try:

@@ -4,7 +4,10 @@
 
    runtime (host)                 child C1                     container pid 1 (C2)
    --------------                 --------                     --------------------
-   cgroups made, fork C1 ------>  join cgroups, setns(paths)
+   cgroup dirs made, fork C1 -->  join cgroups (the kernel waits
+   meanwhile: resource limits,    an RCU grace period here: the
+   device rules, seccomp compile  runtime works meanwhile),
+                                  setns(paths)
                                   [unshare(USER)]
         <--------- "userns" ----  (only with a new user ns)
    write uid/gid maps
@@ -14,43 +17,57 @@
         <--------- "pid N" -----  exit(0)
    pin netns, move netDevices,
    prestart/createRuntime hooks
-        ---------- "go" ------------------------------------>  mounts, devices, pivot_root,
+        ---------- "go" + seccomp program ------------------>  mounts, devices, pivot_root,
                                                                sysctl, masks, tty, rlimits,
                                                                user, caps, no_new_privs,
                                                                seccomp, exec edgert-init
         <--------- "error <why>" ----------------------------  (only on failure)
    EOF on the pipe: the last writer exec'd (CLOEXEC) or died.
 
-Messages are single lines shorter than PIPE_BUF, so each write is atomic.
+Each message is a header line ``<kind> <payload length>`` followed by the payload bytes
+(the seccomp program travels with "go"), so nothing depends on a line fitting PIPE_BUF.
 """
 
 import os
 
 
 class Channel:
-    """One end of the handshake: read lines from ``rfd``, write lines to ``wfd``."""
+    """One end of the handshake: messages in from ``rfd``, out to ``wfd``."""
 
     def __init__(self, rfd, wfd):
         self.rfd = rfd
         self.wfd = wfd
         self.buf = b""
 
-    def send(self, line):
-        data = (line.replace("\n", " ")[:3800] + "\n").encode("utf-8", "replace")
-        os.write(self.wfd, data)
+    def send(self, kind, payload=b""):
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8", "replace")
+        data = b"%s %d\n" % (kind.encode(), len(payload)) + payload
+        while data:
+            data = data[os.write(self.wfd, data):]
+
+    def _fill(self, size):
+        while len(self.buf) < size:
+            chunk = os.read(self.rfd, 65536)
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
 
     def recv(self):
-        """The next line, or None at end of file."""
+        """The next message as (kind, payload bytes), or (None, b"") at end of file."""
         while b"\n" not in self.buf:
-            chunk = os.read(self.rfd, 4096)
+            chunk = os.read(self.rfd, 65536)
             if not chunk:
-                if self.buf:
-                    line, self.buf = self.buf, b""
-                    return line.decode("utf-8", "replace")
-                return None
+                return None, b""
             self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line.decode("utf-8", "replace")
+        header, _, self.buf = self.buf.partition(b"\n")
+        kind, _, size = header.decode().partition(" ")
+        size = int(size or 0)
+        if not self._fill(size):
+            return None, b""
+        payload, self.buf = self.buf[:size], self.buf[size:]
+        return kind, payload
 
     def close(self):
         for fd in (self.rfd, self.wfd):

@@ -343,7 +343,8 @@ def test_plain_reboot_forms_terminate_then_end_like_forced(init_bin, applet, sig
 
 def test_reboot_kills_after_grace_period(init_bin):
     started = time.monotonic()
-    result = run(init_bin, sh("trap '' TERM; busybox reboot; busybox sleep 5"), init_args=["-t", "1"])
+    result = run(init_bin, sh("trap '' TERM; busybox reboot; busybox sleep 5"),
+                 init_args=["-t", "1"])
     elapsed = time.monotonic() - started
     assert result.returncode == -signal.SIGHUP
     assert 1 <= elapsed < 3

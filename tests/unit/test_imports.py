@@ -15,7 +15,7 @@ STDLIB_ALLOWED = {
     "os", "sys", "errno", "struct", "json", "time", "select", "socket", "io", "stat",
     "collections", "hashlib", "binascii", "array", "signal", "zlib", "math", "heapq",
     # the few it cannot do without on Linux
-    "fcntl", "termios", "resource", "_signal", "_socket",
+    "fcntl", "termios", "resource", "_signal", "_socket", "_json",
 }
 THIRD_PARTY_ALLOWED = {"msgpack", "pyroute2", "_cffi_backend"}
 PURE_CORE = [

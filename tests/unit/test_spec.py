@@ -552,8 +552,8 @@ def test_load_bad_json_says_where(tmp_path):
     (tmp_path / "config.json").write_text('{\n  "ociVersion": "1.2.0",\n  "root": {,}\n}\n')
     with pytest.raises(ConfigError) as e:
         spec.load(str(tmp_path))
-    assert str(e.value) == ("%s/config.json: invalid JSON at line 3, column 12: Expecting "
-                            "property name enclosed in double quotes" % tmp_path)
+    assert str(e.value) == ("%s/config.json: invalid JSON: Expecting property name enclosed in "
+                            "double quotes at line 3 column 12" % tmp_path)
 
 
 def test_load_refuses_duplicate_keys(tmp_path):

@@ -237,11 +237,11 @@ def plan_create(container_id, config, bundle):
 
 def child_intermediate(plan, ch):
     """C1: joins and creates namespaces, then forks the container's pid 1 (see sync.py)."""
-    from .linux import Linux
     try:
-        sc = Linux()
         if plan.cgroup is not None:
             plan.cgroup.add_pid(os.getpid())
+        from .linux import Linux
+        sc = Linux()
         for flag, path in plan.ns_join:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -398,8 +398,6 @@ class Runtime:
     def _create(self, container_id, plan, st, console_socket, pid_file, start):
         from .. import native
         from .hooks import run_hooks, spec_state
-        from .linux import Linux  # noqa: F401  (imported once here, not in each child)
-        from . import child  # noqa: F401
         config = plan.config
         linux = config.get("linux", {})
         plan.cgroup, cgroup_setup = self._make_cgroup(container_id, linux, st)
@@ -422,7 +420,8 @@ class Runtime:
         pid = 0
         try:
             # C1 is joining the cgroups now, which costs the kernel an RCU grace period
-            # (10-20 ms): limits, device rules and seccomp are prepared meanwhile.
+            # (10-20 ms): state, limits, device rules and seccomp are prepared meanwhile.
+            self.store.save(container_id, st)
             self._apply_cgroup(plan.cgroup, *cgroup_setup[:2], linux)
             seccomp = compile_seccomp(plan)
             while True:
@@ -490,7 +489,6 @@ class Runtime:
         cg = fs.Cgroup(lay, paths)
         st["cgroup"] = {"paths": paths, "created": []}
         st["cgroup"]["created"] = cg.create()
-        self.store.save(container_id, st)
         return cg, (lay, paths, cgroup_binds(lay, paths))
 
     @staticmethod

@@ -30,6 +30,7 @@ MountOptions = record("MountOptions", (
     "rec_attr_clr",  # MOUNT_ATTR_* to clear recursively
     "idmap",         # apply an id mapping ("idmap" or "ridmap")
     "ridmap",        # ... to the whole bind tree ("ridmap")
+    "copyup",        # "tmpcopyup": fill a new tmpfs with what the image had at that path
 ))
 
 # option -> (MS_* flag, True to set it / False to clear it); "defaults" changes nothing.
@@ -88,15 +89,12 @@ RECURSIVE_ATIME_OPTIONS = {
 
 # Options other runtimes accept that edgert refuses rather than ignores.
 UNSUPPORTED_OPTIONS = {
-    "tmpcopyup": "copying the image's files into the new tmpfs is not supported by edgert: "
-                 "drop the option (podman: --tmpfs PATH:notmpcopyup, and with --read-only "
-                 "also --read-only-tmpfs=false)",
     "copy-symlink": "crun's copy-symlink extension is not supported by edgert: "
                     "bind-mount the symlink's target instead",
 }
 
 KNOWN = tuple(sorted(set(FLAG_OPTIONS) | set(PROPAGATION_OPTIONS) | set(RECURSIVE_FLAG_OPTIONS)
-                     | set(RECURSIVE_ATIME_OPTIONS) | {"bind", "rbind", "idmap", "ridmap"}))
+                     | set(RECURSIVE_ATIME_OPTIONS) | {"bind", "rbind", "idmap", "ridmap", "tmpcopyup"}))
 
 
 def parse(options, mount_type, where="options"):
@@ -109,7 +107,7 @@ def parse(options, mount_type, where="options"):
     propagation = []
     data = []
     bind = mount_type == "bind"
-    recursive = idmap = ridmap = False
+    recursive = idmap = ridmap = copyup = False
     for opt in options:
         if opt in FLAG_OPTIONS:
             bit, on = FLAG_OPTIONS[opt]
@@ -136,9 +134,11 @@ def parse(options, mount_type, where="options"):
             idmap = True
         elif opt == "ridmap":
             idmap = ridmap = True
+        elif opt == "tmpcopyup":
+            copyup = mount_type == "tmpfs"  # runc's meaning: it does nothing on other types
         elif opt in UNSUPPORTED_OPTIONS:
             raise Unsupported("%s: %r: %s" % (where, opt, UNSUPPORTED_OPTIONS[opt]))
         else:
             data.append(opt)
     return MountOptions(flags, clear, propagation, bind, recursive, ",".join(data),
-                        attr_set, attr_clr, idmap, ridmap)
+                        attr_set, attr_clr, idmap, ridmap, copyup)

@@ -78,8 +78,11 @@ def prepare_root(sc, rootfs, propagation):
     sc.mount(rootfs, rootfs, None, K.MS_BIND | K.MS_REC, None)
 
 
-def mount_entry(sc, rootfs, bundle, m, opts, cgroup_binds=None):
-    """Mounts one config.json ``mounts`` entry below ``rootfs``."""
+def mount_entry(sc, rootfs, bundle, m, opts, cgroup_binds=None, userns_fd=None):
+    """Mounts one config.json ``mounts`` entry below ``rootfs``.
+
+    ``userns_fd`` (for "idmap"/"ridmap" binds) holds the mount's uid/gid mappings.
+    """
     dest = secure_join(rootfs, m["destination"])
     mtype = m.get("type") or ""
     source = m.get("source") or mtype or "none"
@@ -92,13 +95,26 @@ def mount_entry(sc, rootfs, bundle, m, opts, cgroup_binds=None):
             makedirs(sc, os.path.dirname(dest))
             if not os.path.lexists(dest):
                 sc.create_file(dest, 0o644)
-        sc.mount(source, dest, None, K.MS_BIND | (K.MS_REC if opts.recursive else 0), None)
+        if opts.idmap:
+            sc.idmapped_bind(source, dest, opts.recursive, opts.ridmap, userns_fd)
+        else:
+            sc.mount(source, dest, None, K.MS_BIND | (K.MS_REC if opts.recursive else 0), None)
         extra = opts.flags & ~(K.MS_BIND | K.MS_REC)
         if extra:
             sc.mount(None, dest, None,
                      K.MS_BIND | K.MS_REMOUNT | extra | (locked_flags(dest) & ~opts.clear), None)
     elif mtype == "cgroup" or mtype == "cgroup2":
         mount_cgroup(sc, dest, opts, cgroup_binds or ())
+    elif opts.copyup:
+        makedirs(sc, dest)
+        lower = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            sc.mount(source, dest, mtype, opts.flags & ~K.MS_RDONLY, opts.data or None)
+            sc.copy_tree(lower, dest)
+        finally:
+            os.close(lower)
+        if opts.flags & K.MS_RDONLY:
+            sc.mount(None, dest, None, K.MS_REMOUNT | opts.flags, opts.data or None)
     else:
         makedirs(sc, dest)
         sc.mount(source, dest, mtype, opts.flags, opts.data or None)

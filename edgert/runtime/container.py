@@ -96,7 +96,7 @@ class Plan:
             rlimits=[], rlimit_names={}, ioprio=None, sched=None, personality=None,
             user=None, cap_effective=0, cap_permitted=0, cap_inheritable=0,
             bounding_drop=[], ambient=[], no_new_privs=False, seccomp=None, seccomp_cfg=None,
-            init_fd=-1,
+            init_fd=-1, idmap_userns={},
             init_args=[], env=[], cwd="/", umask=0o022, args=[], hooks={}, state_json=None,
             wait_start=False, cpu_affinity=None)
 
@@ -288,9 +288,10 @@ def child_container(plan, ch, sc):
         C.preload(plan)
         rootfs = plan.rootfs
         C.prepare_root(sc, rootfs, plan.propagation)
-        for m, opts in plan.mounts:
+        for i, (m, opts) in enumerate(plan.mounts):
             try:
-                C.mount_entry(sc, rootfs, plan.bundle, m, opts, plan.cgroup_binds)
+                C.mount_entry(sc, rootfs, plan.bundle, m, opts, plan.cgroup_binds,
+                              plan.idmap_userns.get(i))
             except OSError as e:
                 raise OSError(e.errno, "mount %s (%s) on %s: %s" % (
                     m.get("source") or m.get("type"), m.get("type") or "bind",
@@ -405,6 +406,10 @@ class Runtime:
         if console_socket:
             plan.console_fd = connect_console(console_socket)
         plan.init_fd = sealed_copy(init_path())
+        for i, (m, opts) in enumerate(plan.mounts):
+            if opts.idmap:
+                plan.idmap_userns[i] = userns_fd(id_map_text(m.get("uidMappings", [])),
+                                                 id_map_text(m.get("gidMappings", [])))
         plan.state_json = spec_state(container_id, S.CREATING, 0, plan.bundle,
                                      config.get("annotations"))
         native.set_child_subreaper(True)
@@ -415,6 +420,8 @@ class Runtime:
             child_intermediate(plan, child_end)
         child_end.close()
         os.close(plan.init_fd)
+        for fd in plan.idmap_userns.values():
+            os.close(fd)
         if plan.console_fd is not None:
             os.close(plan.console_fd)
         pid = 0
@@ -814,6 +821,40 @@ def cgroup_binds(lay, paths):
         binds.append((name, mountpoint + paths[key]))
     return binds
 
+
+
+def userns_fd(uid_map, gid_map):
+    """An fd of a new user namespace with these mappings (for idmapped mounts): a child makes
+    the namespace, the runtime writes its maps and keeps a reference, the child exits."""
+    from .. import native
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    done_r, done_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(done_w)
+            os.close(ready_r)
+            native.unshare(K.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"u":
+            raise EdgertError("idmapped mount: could not create a user namespace",
+                              code="create-failed")
+        for name, text in (("uid_map", uid_map), ("gid_map", gid_map)):
+            with open("/proc/%d/%s" % (pid, name), "w") as f:
+                f.write(text)
+        return os.open("/proc/%d/ns/user" % pid, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise EdgertError("idmapped mount: %s" % describe(e), code="create-failed") from None
+    finally:
+        os.close(done_w)
+        os.close(ready_r)
+        reap(pid)
 
 
 def write_id_maps(pid, plan):

@@ -1,17 +1,18 @@
 """Order of the container setup steps, read back from a recording fake of the syscall seam."""
 
 import os
-from types import SimpleNamespace
 
 from edgert import linuxconst as K
+from edgert.oci.mountopts import MountOptions
 from edgert.runtime import child as C
 from edgert.runtime.linux import Recorder
 
 
-def opts(flags=0, bind=False, recursive=False, data="", propagation=(), clear=0):
-    return SimpleNamespace(flags=flags, bind=bind, recursive=recursive, data=data,
-                           propagation=list(propagation), clear=clear, rec_attr_set=0,
-                           rec_attr_clr=0)
+def opts(flags=0, bind=False, recursive=False, data="", propagation=(), clear=0, idmap=False,
+         ridmap=False, copyup=False):
+    return MountOptions(flags=flags, clear=clear, propagation=list(propagation), bind=bind,
+                        recursive=recursive, data=data, rec_attr_set=0, rec_attr_clr=0,
+                        idmap=idmap, ridmap=ridmap, copyup=copyup)
 
 
 def test_prepare_root_isolates_propagation_then_binds_rootfs():
@@ -120,3 +121,52 @@ def test_sysctl_paths():
     sc = Recorder()
     C.set_sysctl(sc, {"net.ipv4.ip_forward": "1"})
     assert sc.calls == [("write_file", "/proc/sys/net/ipv4/ip_forward", "1")]
+
+
+def test_idmapped_bind_goes_through_the_mount_api(tmp_path):
+    root = str(tmp_path / "root")
+    os.mkdir(root)
+    src = tmp_path / "vol"
+    src.mkdir()
+    sc = Recorder()
+    C.mount_entry(sc, root, "/b", {"destination": "/vol", "source": str(src)},
+                  opts(flags=K.MS_BIND | K.MS_REC, bind=True, recursive=True, idmap=True,
+                       ridmap=True), userns_fd=7)
+    assert sc.calls[1] == ("idmapped_bind", str(src), root + "/vol", True, True, 7)
+    assert "mount" not in sc.names()
+
+
+def test_tmpcopyup_mounts_then_copies_the_lower_directory_then_remounts_ro(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    sc = Recorder()
+    C.mount_entry(sc, str(root), "/b", {"destination": "/etc", "type": "tmpfs"},
+                  opts(flags=K.MS_RDONLY | K.MS_NOSUID, copyup=True))
+    assert sc.names() == ["mount", "copy_tree", "mount"]
+    assert sc.calls[0][4] == K.MS_NOSUID
+    assert sc.calls[2][4] == K.MS_REMOUNT | K.MS_RDONLY | K.MS_NOSUID
+
+
+def test_copy_tree_keeps_modes_owners_links_and_nodes(tmp_path):
+    from edgert.runtime.linux import copy_tree
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text("data")
+    os.chmod(src / "sub" / "f", 0o640)
+    os.chmod(src, 0o711)
+    os.symlink("sub/f", src / "link")
+    os.mkfifo(src / "fifo")
+    os.utime(src / "sub" / "f", ns=(1, 2_000_000_000))
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        copy_tree(fd, str(dst))
+    finally:
+        os.close(fd)
+    assert (dst / "sub" / "f").read_text() == "data"
+    assert os.stat(dst / "sub" / "f").st_mode & 0o777 == 0o640
+    assert os.stat(dst / "sub" / "f").st_mtime_ns == 2_000_000_000
+    assert os.readlink(dst / "link") == "sub/f"
+    assert os.path.exists(dst / "fifo") and not os.path.isfile(dst / "fifo")
+    assert os.stat(dst).st_mode & 0o777 == 0o711

@@ -372,16 +372,19 @@ class Runtime:
 
     # create / start / run ------------------------------------------------------------------
 
-    def create(self, container_id, bundle, console_socket=None, pid_file=None, start=False):
+    def create(self, container_id, bundle, console_socket=None, pid_file=None, start=False,
+               proxy_tty=False):
         """Creates the container; with ``start`` its process runs at once (``run``).
 
-        Returns the host pid of the container's pid 1.
+        ``proxy_tty``: a terminal without --console-socket goes to ``self.console_peer`` (a
+        socket the pty master arrives on) for a foreground run to proxy. Returns the host pid of
+        the container's pid 1.
         """
         from ..oci import spec
         bundle = os.path.abspath(bundle)
         config = spec.load(bundle)
         plan = plan_create(container_id, config, bundle)
-        if plan.terminal and not console_socket:
+        if plan.terminal and not console_socket and not proxy_tty:
             raise ConfigError("process.terminal is true but no --console-socket was given (a "
                               "detached container needs one to hand its terminal to)")
         plan.wait_start = not start
@@ -405,6 +408,9 @@ class Runtime:
         plan.cgroup_binds = cgroup_setup[2]
         if console_socket:
             plan.console_fd = connect_console(console_socket)
+        elif plan.terminal:
+            from .console import socketpair
+            plan.console_fd, self.console_peer = socketpair()
         plan.init_fd = sealed_copy(init_path())
         for i, (m, opts) in enumerate(plan.mounts):
             if opts.idmap:
@@ -477,7 +483,8 @@ class Runtime:
             parent.close()
             if c1:
                 reap(c1)
-        if not S.process_alive(pid, st["pid_start"]):
+        if not start and not S.process_alive(pid, st["pid_start"]):
+            # edgert-init waits for `start`; gone already means it failed (run's may be done)
             raise EdgertError("container %r: pid 1 exited during create" % container_id,
                               code="create-failed")
         if pid_file:
@@ -567,9 +574,18 @@ class Runtime:
         forward = {}
         if not detach:
             forward = block_forwarded_signals()
-        pid = self.create(container_id, bundle, console_socket, pid_file, start=True)
+        self.console_peer = None
+        pid = self.create(container_id, bundle, console_socket, pid_file, start=True,
+                          proxy_tty=not detach)
         if detach:
             return 0
+        if self.console_peer is not None:
+            from . import console
+            master = console.receive_master(self.console_peer)
+            forward["winch_to"] = master
+            forward["pid"] = pid
+            console.proxy(master)
+            forward["winch_to"] = None
         status = wait_forwarding(pid, forward)
         self.delete(container_id, force=True)
         return exit_code(status)
@@ -926,7 +942,10 @@ def block_forwarded_signals():
     target = {"pid": 0}
 
     def forward(sig, frame):
-        if target["pid"]:
+        if sig == 28 and target.get("winch_to") is not None:
+            from .console import copy_window_size
+            copy_window_size(0, target["winch_to"])
+        elif target["pid"]:
             try:
                 os.kill(target["pid"], sig)
             except ProcessLookupError:

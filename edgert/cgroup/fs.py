@@ -46,7 +46,7 @@ class Cgroup:
 
         If a mkdir fails, the directories made so far are removed again before the error rises.
         """
-        created = []
+        created = self.created = []
         try:
             for key, directory in self._distinct():
                 mount = self.mounts[key]
@@ -90,16 +90,22 @@ class Cgroup:
         created = set(created_dirs)
         deadline = time.monotonic() + timeout
         leaves = {directory for _, directory in self._distinct() if directory in created}
+        failed = []
         for leaf in leaves:
             for nested in _subdirectories(leaf):
-                self._rmdir(nested, deadline)
+                try:
+                    self._rmdir(nested, deadline)
+                except OSError as e:
+                    failed.append(e)
         for directory in sorted(created, key=lambda d: d.count("/"), reverse=True):
             try:
                 self._rmdir(directory, deadline if directory in leaves else None)
             except OSError as e:
                 if directory in leaves or e.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                    raise
-                # a shared parent such as <own>/edgert still holds other containers' cgroups
+                    failed.append(e)
+                # else a shared parent such as <own>/edgert still holds other containers' cgroups
+        if failed:  # every hierarchy was tried; report the first failure
+            raise failed[0]
 
     def _rmdir(self, directory, deadline):
         """rmdir; with a deadline, EBUSY is retried while the last processes finish exiting."""
@@ -144,14 +150,22 @@ class Cgroup:
 
     def _enable_controllers(self, controllers):
         """cgroup2 offers a controller's files in a cgroup only when every ancestor lists it in
-        cgroup.subtree_control: enable it from the hierarchy root down to the parent."""
+        cgroup.subtree_control. edgert enables it only in directories it made itself: a cgroup
+        above those (the runtime's own, the host's) must already delegate it."""
         mount = self.layout.unified
+        mine = set(getattr(self, "created", ()))
         for directory in [mount] + _steps(mount, self.dirs[""])[:-1]:
             control = os.path.join(directory, "cgroup.subtree_control")
             enabled = _read(control).split()
             for controller in controllers:
-                if controller not in enabled:
-                    self._write(control, "+" + controller)
+                if controller in enabled:
+                    continue
+                if directory not in mine:
+                    raise Unsupported(
+                        f"cgroup v2 controller {controller} is not enabled in {control}, and "
+                        "edgert changes only cgroups it made: enable it there (firmware init: "
+                        f"echo +{controller} > {control}) or drop the limit")
+                self._write(control, "+" + controller)
 
     def add_pid(self, pid):
         """Moves process ``pid`` into the cgroup in every hierarchy."""
@@ -368,7 +382,9 @@ class Cgroup:
             finally:
                 os.close(fd)
         except OSError as e:
-            raise OSError(e.errno, f"write {value!r} to {os.path.basename(path)}: "
+            field = FILE_FIELDS.get(os.path.basename(path))
+            raise OSError(e.errno, (f"config.json: {field}: " if field else "")
+                          + f"write {value!r} to {os.path.basename(path)}: "
                           f"{os.strerror(e.errno)} ({_hint(path, e.errno)})", path) from None
 
 
@@ -383,6 +399,13 @@ def _hint(path, err):
         return "the cgroup's cpuset.cpus or cpuset.mems is empty"
     if name == "cgroup.procs" and err == errno.EBUSY:
         return "cgroup v2 admits processes only into cgroups without enabled child controllers"
+    if name == "cpu.rt_runtime_us" and err == errno.EINVAL:
+        return ("a cgroup's real-time budget must fit in its parent's cpu.rt_runtime_us, and "
+                "new cgroups start with 0: give the parent cgroups a budget first")
+    if name == "memory.use_hierarchy" and err == errno.EINVAL:
+        return "kernels since 5.16 only accept 1 (hierarchical accounting is always on)"
+    if name.startswith("blkio.bfq.") and err in (errno.EOPNOTSUPP, errno.EINVAL):
+        return "per-device weights need the BFQ I/O scheduler on that disk"
     if name.startswith("cpuset.") and err == errno.EINVAL:
         return "CPUs and memory nodes must exist and lie within the parent cgroup's cpuset"
     if name.startswith("memory.") and err == errno.EBUSY:
@@ -401,6 +424,48 @@ def _hint(path, err):
         errno.EOPNOTSUPP: "the kernel does not support this setting",
         errno.ESRCH: "no such process",
     }.get(err, "unexpected error")
+
+
+def prune_empty(directories):
+    """Removes each cgroup directory that has no processes and no children left; a busy or
+    missing one is left alone (another container may be starting below it)."""
+    for directory in directories:
+        try:
+            os.rmdir(directory)
+        except OSError as e:
+            if e.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.ENOENT):
+                raise
+
+
+# cgroup file -> the config.json field that asked for it, for error messages.
+FILE_FIELDS = {
+    "memory.limit_in_bytes": "linux.resources.memory.limit", "memory.max": "linux.resources.memory.limit",
+    "memory.soft_limit_in_bytes": "linux.resources.memory.reservation",
+    "memory.low": "linux.resources.memory.reservation",
+    "memory.memsw.limit_in_bytes": "linux.resources.memory.swap",
+    "memory.swap.max": "linux.resources.memory.swap",
+    "memory.swappiness": "linux.resources.memory.swappiness",
+    "memory.oom_control": "linux.resources.memory.disableOOMKiller",
+    "memory.use_hierarchy": "linux.resources.memory.useHierarchy",
+    "cpu.shares": "linux.resources.cpu.shares", "cpu.weight": "linux.resources.cpu.shares",
+    "cpu.cfs_quota_us": "linux.resources.cpu.quota", "cpu.cfs_period_us": "linux.resources.cpu.period",
+    "cpu.max": "linux.resources.cpu.quota", "cpu.cfs_burst_us": "linux.resources.cpu.burst",
+    "cpu.max.burst": "linux.resources.cpu.burst",
+    "cpu.rt_runtime_us": "linux.resources.cpu.realtimeRuntime",
+    "cpu.rt_period_us": "linux.resources.cpu.realtimePeriod",
+    "cpu.idle": "linux.resources.cpu.idle",
+    "cpuset.cpus": "linux.resources.cpu.cpus", "cpuset.mems": "linux.resources.cpu.mems",
+    "pids.max": "linux.resources.pids.limit",
+    "blkio.bfq.weight": "linux.resources.blockIO.weight", "io.weight": "linux.resources.blockIO",
+    "blkio.bfq.weight_device": "linux.resources.blockIO.weightDevice",
+    "blkio.throttle.read_bps_device": "linux.resources.blockIO.throttleReadBpsDevice",
+    "blkio.throttle.write_bps_device": "linux.resources.blockIO.throttleWriteBpsDevice",
+    "blkio.throttle.read_iops_device": "linux.resources.blockIO.throttleReadIOPSDevice",
+    "blkio.throttle.write_iops_device": "linux.resources.blockIO.throttleWriteIOPSDevice",
+    "io.max": "linux.resources.blockIO",
+    "net_cls.classid": "linux.resources.network.classID",
+    "net_prio.ifpriomap": "linux.resources.network.priorities",
+}
 
 
 def _below(mount, path):

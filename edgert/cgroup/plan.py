@@ -327,7 +327,7 @@ class _Planner:
             if weight is not None:
                 self.write("blkio", 1, "blkio.bfq.weight", weight)
             for _, kind, major, minor, value in per_device:
-                filename = "blkio.bfq.weight" if kind == "weight" else names[kind]
+                filename = "blkio.bfq.weight_device" if kind == "weight" else names[kind]
                 self.write("blkio", 1, filename, f"{major}:{minor} {value}")
             return
         self.version("io", first)

@@ -458,8 +458,10 @@ class Runtime:
                 from . import netdev
                 self.store.save(container_id, st)
                 st["netns_pin"] = netdev.pin_netns(pid, self.store.dir(container_id))
-                st["net_devices"] = netdev.move_in(pid, net_devices)
-                self.store.save(container_id, st)
+                try:
+                    netdev.move_in(pid, net_devices, st["net_devices"])
+                finally:
+                    self.store.save(container_id, st)
             plan.state_json["pid"] = pid
             hooks = config.get("hooks", {})
             run_hooks("prestart", hooks.get("prestart"), plan.state_json)
@@ -521,11 +523,16 @@ class Runtime:
             except ProcessLookupError:
                 pass
             reap(pid)
-        self._release(container_id, st)
+        errors = self._release(container_id, st)
+        if errors:
+            self.log("container %s: cleanup after the failed create: %s"
+                     % (container_id, "; ".join(errors)))
         self.store.remove(container_id)
 
     def _release(self, container_id, st):
-        """Host resources a container holds: net devices, the netns pin, cgroups."""
+        """Gives back host resources a container holds: net devices, the netns pin, cgroups.
+
+        Returns what could not be released (one line each)."""
         errors = []
         if st.get("netns_pin"):
             from . import netdev
@@ -537,12 +544,15 @@ class Runtime:
         cgi = st.get("cgroup")
         if cgi:
             from ..cgroup import fs
+            lay = fs.host_layout()
             try:
-                fs.Cgroup(fs.host_layout(), cgi["paths"]).remove(cgi["created"])
+                fs.Cgroup(lay, cgi["paths"]).remove(cgi["created"])
             except OSError as e:
                 errors.append(describe(e))
-        if errors:
-            self.log("container %s: cleanup: %s" % (container_id, "; ".join(errors)))
+            if not st["config"].get("linux", {}).get("cgroupsPath"):
+                # the shared default parent (<own>/edgert) goes when its last container does
+                fs.prune_empty([os.path.dirname(d) for d in fs.Cgroup(lay, cgi["paths"]).dirs.values()])
+        return errors
 
     def start(self, container_id):
         fd = self.store.lock(container_id)
@@ -587,6 +597,10 @@ class Runtime:
             console.proxy(master)
             forward["winch_to"] = None
         status = wait_forwarding(pid, forward)
+        kills = self.oom_kills(container_id)
+        if kills:
+            self.log("container %s: the OOM killer killed %d process(es): the memory limit is too "
+                     "low for this workload" % (container_id, kills))
         self.delete(container_id, force=True)
         return exit_code(status)
 
@@ -597,6 +611,10 @@ class Runtime:
         st = self.store.load(container_id)
         status = self._status(st)
         out = spec_state(container_id, status, st.get("pid"), st["bundle"], st.get("annotations"))
+        if st.get("cgroup") and status != S.CREATING:
+            kills = self._cgroup(st).oom_kills()
+            if kills:
+                out["oomKills"] = kills  # an extension field: the OOM killer struck this container
         out["rootfs"] = st.get("rootfs")
         out["created"] = st.get("created")
         out["owner"] = st.get("owner", "")
@@ -682,9 +700,12 @@ class Runtime:
             if status in (S.RUNNING, S.PAUSED) and not force:
                 raise StateError("container %r is %s: stop it first, or delete with --force"
                                  % (container_id, status))
-            if status != S.STOPPED:
-                self._kill_and_wait(st)
-            self._release(container_id, st)
+            self._kill_and_wait(st, status)
+            errors = self._release(container_id, st)
+            if errors:
+                raise EdgertError("container %r: could not release: %s (its state is kept: "
+                                  "run delete again)" % (container_id, "; ".join(errors)),
+                                  code="cleanup-failed")
             hooks = st["config"].get("hooks", {}).get("poststop")
             if hooks:
                 try:
@@ -696,20 +717,36 @@ class Runtime:
         finally:
             os.close(fd)
 
-    def _kill_and_wait(self, st):
-        if st.get("cgroup"):
-            cg = self._cgroup(st)
+    def _kill_and_wait(self, st, status):
+        """Kills everything left of the container: pid 1, and, through the cgroup, processes
+        that outlive it (a container without its own pid namespace leaves them behind). The
+        cgroup kill also thaws a paused container, which SIGKILL alone cannot end."""
+        import time
+        alive = status not in (S.STOPPED, S.CREATING)
+        cg = self._cgroup(st) if st.get("cgroup") else None
+        if cg is None or not cg.exists():
+            if alive:
+                try:
+                    self._signal(st, 9)
+                except StateError:
+                    return
+                wait_gone(st["pid"], st.get("pid_start"))
+            return
+        deadline = time.monotonic() + 10
+        while alive or cg.pids():
+            if time.monotonic() > deadline:
+                raise EdgertError("container %r: processes %s survive SIGKILL"
+                                  % (st["id"], cg.pids()[:10]), code="stuck")
             cg.kill_all(9)
-        else:
-            try:
-                self._signal(st, 9)
-            except StateError:
-                return
-        wait_gone(st["pid"], st.get("pid_start"))
+            if alive:
+                wait_gone(st["pid"], st.get("pid_start"))
+                alive = False
+            else:
+                time.sleep(0.005)
 
     def pause(self, container_id):
         st = self.store.load(container_id)
-        if self._status(st) != S.RUNNING:
+        if self._status(st) not in (S.RUNNING, S.CREATED):
             raise StateError("container %r is not running" % container_id)
         self._cgroup(st).freeze()
 

@@ -78,24 +78,26 @@ def _restore(ipr, name, addrs, up):
         ipr.link("set", index=idx, state="up")
 
 
-def move_in(pid, net_devices):
-    """Moves each ``{host_name: {"name": new_name}}`` into pid's netns; returns the moves made."""
+def move_in(pid, net_devices, moved):
+    """Moves each ``{host_name: {"name": new_name}}`` into pid's netns, appending every move
+    made to ``moved`` as it happens (the caller's state), so a failure halfway can be undone."""
     from pyroute2 import IPRoute
-    moved = []
     with IPRoute() as ipr:
-        for host_name, spec in net_devices.items():
-            name = (spec or {}).get("name") or host_name
+        indexes = {}
+        for host_name in net_devices:
             found = ipr.link_lookup(ifname=host_name)
             if not found:
                 raise EdgertError("linux.netDevices: host interface %r does not exist" % host_name,
                                   code="netdev")
-            addrs, up = _link_state(ipr, found[0])
-            ipr.link("set", index=found[0], net_ns_pid=pid, ifname=name)
+            indexes[host_name] = found[0]
+        for host_name, spec in net_devices.items():
+            name = (spec or {}).get("name") or host_name
+            addrs, up = _link_state(ipr, indexes[host_name])
+            ipr.link("set", index=indexes[host_name], net_ns_pid=pid, ifname=name)
             moved.append({"host_name": host_name, "name": name, "addrs": addrs, "up": up})
     ns = "/proc/%d/ns/net" % pid
     for m in moved:
         _in_netns(ns, _restore_in, m["name"], m["addrs"], m["up"])
-    return moved
 
 
 def _restore_in(name, addrs, up):

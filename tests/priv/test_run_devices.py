@@ -155,6 +155,14 @@ def test_listed_devices_are_created_and_usable(oci, make_bundle):
     assert found["tun-open"]["open"] == "ok"
 
 
+def test_listed_fifo_is_created(oci, make_bundle):
+    listed = [{"path": "/dev/edgt-fifo", "type": "p", "fileMode": 0o620, "uid": 5, "gid": 6}]
+    proc = oci("run", "--bundle", make_bundle(["/probe", "stat", "/dev/edgt-fifo"],
+                                              edit=devices_edit(listed)), unique("dev-fifo"))
+    found = sections(b"== fifo\n" + proc.stdout)["fifo"]
+    assert (found["type"], found["mode"], found["uid"], found["gid"]) == ("fifo", "0620", "5", "6")
+
+
 def test_unlisted_device_is_denied_even_when_the_container_makes_the_node(oci, make_bundle):
     fuse = host_char_device("/dev/fuse")
     steps = [("mknod", "mknod /dev/x c %d %d" % fuse), ("open", "open /dev/x r"),
@@ -301,6 +309,18 @@ def test_missing_net_device_fails_and_gives_back_the_ones_moved(oci, make_bundle
     assert proc.returncode != 0
     assert "edgt-absent0" in stderr_of(proc), stderr_of(proc)
     assert host_has(name), "a device moved before the failure is lost"
+    assert "inet " + address in ip("-o", "addr", "show", "dev", name).stdout.decode()
+    assert_nothing_left(oci, cid)
+
+
+def test_failed_create_gives_the_net_device_back(oci, make_bundle, host_interface):
+    name, _, address = host_interface
+    cid = unique("netdev-fail")
+    bundle = make_bundle(["/no/such/program"], edit=net_devices({name: {"name": "eth9"}}))
+    proc = oci("run", "--bundle", bundle, cid, check=False)
+    assert proc.returncode != 0
+    assert "/no/such/program" in stderr_of(proc), stderr_of(proc)
+    assert host_has(name), "the device was lost with the failed container's netns"
     assert "inet " + address in ip("-o", "addr", "show", "dev", name).stdout.decode()
     assert_nothing_left(oci, cid)
 

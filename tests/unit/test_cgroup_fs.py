@@ -192,21 +192,27 @@ def test_write_errors_name_file_value_and_meaning(hybrid):
     assert "holds processes" in fs._hint("/x/cgroup.subtree_control", errno.EBUSY)
 
 
-def test_v2_writes_enable_controllers_from_the_root_down(v2):
+def test_v2_enables_controllers_only_in_cgroups_edgert_made(v2):
     cgroup, root = v2
+    fill(root / "unified", {"cgroup.subtree_control": "memory pids\n"})  # delegated to us
     cgroup.create()
     cgroup.apply(plan({"memory": {"limit": -1}, "pids": {"limit": 3}}, cgroup.layout))
     assert read(root / "unified/edgert/web/memory.max") == "max"
     enabling = [entry for entry in cgroup.written if "subtree_control" in entry[0]]
-    assert enabling == [("unified/cgroup.subtree_control", "+memory"),
-                        ("unified/cgroup.subtree_control", "+pids"),
-                        ("unified/edgert/cgroup.subtree_control", "+memory"),
+    assert enabling == [("unified/edgert/cgroup.subtree_control", "+memory"),
                         ("unified/edgert/cgroup.subtree_control", "+pids")]
-    fill(root / "unified", {"cgroup.subtree_control": "memory pids\n"})
     fill(root / "unified/edgert", {"cgroup.subtree_control": "memory pids\n"})
     cgroup.written.clear()
     cgroup.apply(plan({"pids": {"limit": 4}}, cgroup.layout))
     assert cgroup.written == [("unified/edgert/web/pids.max", "4")]
+
+
+def test_v2_never_enables_a_controller_in_a_cgroup_it_did_not_make(v2):
+    cgroup, root = v2
+    cgroup.create()
+    with pytest.raises(Unsupported, match="pids is not enabled in .*unified/cgroup.subtree_control"):
+        cgroup.apply(plan({"pids": {"limit": 3}}, cgroup.layout))
+    assert not [e for e in cgroup.written if "subtree_control" in e[0]]
 
 
 def test_add_pid_to_each_distinct_directory(hybrid):

@@ -70,7 +70,7 @@ def test_every_field_on_v1():
         ("cpu", "cpu.idle", "0"),
         ("pids", "pids.max", "64"),
         ("blkio", "blkio.bfq.weight", "500"),
-        ("blkio", "blkio.bfq.weight", "8:0 300"),
+        ("blkio", "blkio.bfq.weight_device", "8:0 300"),
         ("blkio", "blkio.throttle.read_bps_device", "8:0 1048576"),
         ("blkio", "blkio.throttle.write_bps_device", "8:0 0"),
         ("blkio", "blkio.throttle.read_iops_device", "8:16 100"),

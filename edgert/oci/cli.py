@@ -263,39 +263,41 @@ def cmd_spec(rt, opts, pos):
     return 0
 
 
-def exec_process(opts, command):
-    """The process object for exec: from --process, or built from the flags like runc."""
+def exec_request(opts, command):
+    """(process object from --process, or None; overrides from the flags, like runc's)."""
     from ..errors import ConfigError
     if opts.get("process"):
         try:
             with open(opts["process"], "rb") as f:
-                return loads(f.read())
+                return loads(f.read()), {}
         except (OSError, ValueError) as e:
             raise ConfigError("--process %s: %s" % (opts["process"], e)) from None
     if not command:
         raise UsageError("exec needs --process FILE or a command after the container id")
-    proc = {"args": command, "cwd": opts.get("cwd", "/"), "terminal": opts.get("tty", False),
-            "env": opts.get("env", ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-                                    "/sbin:/bin"]),
-            "noNewPrivileges": opts.get("no_new_privs", False)}
+    overrides = {"args": command, "terminal": opts.get("tty", False),
+                 "env": opts.get("env", []), "caps": opts.get("cap", [])}
+    if opts.get("cwd"):
+        overrides["cwd"] = opts["cwd"]
+    if opts.get("no_new_privs"):
+        overrides["noNewPrivileges"] = True
     if opts.get("user"):
         uid, _, gid = opts["user"].partition(":")
-        proc["user"] = {"uid": int(uid), "gid": int(gid or 0),
-                        "additionalGids": [int(g) for g in opts.get("gids", [])]}
-    if opts.get("cap"):
-        caps = opts["cap"]
-        proc["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
-    return proc
+        try:
+            overrides["user"] = {"uid": int(uid), "gid": int(gid or 0),
+                                 "additionalGids": [int(g) for g in opts.get("gids", [])]}
+        except ValueError:
+            raise UsageError("--user takes UID[:GID] as numbers, got %r" % opts["user"]) from None
+    return None, overrides
 
 
 def cmd_exec(rt, opts, pos):
     if not pos:
         raise UsageError("exec takes a container id")
-    process = exec_process(opts, pos[1:])
-    if opts.get("tty"):
+    process, overrides = exec_request(opts, pos[1:])
+    if process is not None and opts.get("tty"):
         process["terminal"] = True
     return rt.exec(pos[0], process, opts.get("console_socket"), opts.get("pid_file"),
-                   detach=opts.get("detach", False))
+                   detach=opts.get("detach", False), overrides=overrides)
 
 
 COMMANDS = {

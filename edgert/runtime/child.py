@@ -61,10 +61,7 @@ def preload(plan):
         import fcntl  # noqa: F401
         import struct  # noqa: F401
         import termios  # noqa: F401
-    if plan.hooks.get("startContainer"):
-        import _signal  # noqa: F401
-        import select  # noqa: F401
-        import time  # noqa: F401
+    import _signal  # noqa: F401
 
 
 # --- mount namespace ------------------------------------------------------------------------
@@ -298,6 +295,20 @@ def set_limits(proc, plan):
             native.ioprio_set(1, 0, plan.ioprio)
         if plan.sched is not None:
             native.sched_setattr(0, *plan.sched)
+
+
+def reset_signals():
+    """The process starts with every signal unblocked and at its default action (Python ignores
+    SIGPIPE and SIGXFSZ, and exec keeps ignored signals)."""
+    import _signal
+    for sig in range(1, _signal.NSIG):
+        if sig in (9, 19) or 32 <= sig < 34:
+            continue
+        try:
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
 def check_executable(args0, env, cwd):

@@ -178,6 +178,41 @@ def id_map_text(mappings):
     return "".join("%d %d %d\n" % (m["containerID"], m["hostID"], m["size"]) for m in mappings)
 
 
+IPC_SYSCTL_PREFIXES = ("kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue.")
+
+
+def refuse_host_namespaces(config):
+    """A namespace joined by path may be the host's own: then hostname and namespaced sysctls
+    would change the host, which no container may do."""
+    linux = config.get("linux", {})
+    sysctl = linux.get("sysctl", {})
+    for ns in linux.get("namespaces", []):
+        path = ns.get("path")
+        if not path or ns["type"] not in ("network", "uts", "ipc"):
+            continue
+        try:
+            theirs = os.stat(path)
+            ours = os.stat("/proc/self/ns/" + K.NAMESPACE_PROC_NAMES[ns["type"]])
+        except OSError as e:
+            raise ConfigError("config.json: linux.namespaces: %s namespace path %s: %s"
+                              % (ns["type"], path, e.strerror)) from None
+        if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
+            continue
+        if ns["type"] == "network":
+            touched = ["linux.sysctl[%s]" % k for k in sysctl if k.startswith("net.")]
+        elif ns["type"] == "ipc":
+            touched = ["linux.sysctl[%s]" % k for k in sysctl
+                       if k.startswith(IPC_SYSCTL_PREFIXES)]
+        else:
+            touched = [k for k in ("hostname", "domainname") if config.get(k) is not None]
+            touched += ["linux.sysctl[%s]" % k for k in sysctl
+                        if k in ("kernel.hostname", "kernel.domainname")]
+        if touched:
+            raise ConfigError("config.json: %s: the %s namespace %s is the host's own, so this "
+                              "would change the host: use a new %s namespace or drop it"
+                              % (", ".join(touched), ns["type"], path, ns["type"]))
+
+
 def plan_create(container_id, config, bundle):
     """The Plan for a new container from a validated config (no side effects)."""
     from ..oci import mountopts
@@ -201,6 +236,7 @@ def plan_create(container_id, config, bundle):
     if not have_mount_ns:
         raise Unsupported("config.json: linux.namespaces: edgert needs a mount namespace (add "
                           "{\"type\": \"mount\"}); mounting into the host's is never done")
+    refuse_host_namespaces(config)
     order = (K.CLONE_NEWUSER, K.CLONE_NEWIPC, K.CLONE_NEWUTS, K.CLONE_NEWNET, K.CLONE_NEWPID,
              K.CLONE_NEWCGROUP, K.CLONE_NEWTIME, K.CLONE_NEWNS)
     plan.ns_join = sorted(joins, key=lambda j: order.index(j[0]))
@@ -281,8 +317,9 @@ def child_container(plan, ch, sc):
         kind, payload = ch.recv()
         if kind != "go":
             os._exit(1)
-        if payload:
-            flags, _, prog = payload.partition(b"\n")
+        host_pid, flags, prog = payload.split(b"\n", 2)
+        plan.state_json["pid"] = int(host_pid)
+        if int(flags) >= 0:
             plan.seccomp = (prog, int(flags))
         native.set_dumpable(False)
         C.preload(plan)
@@ -322,7 +359,6 @@ def child_container(plan, ch, sc):
 def finish_process(plan, ch, native, create_cwd):
     """Process attributes, then exec: edgert-init for a container, the process for exec."""
     from . import child as C
-    from .hooks import run_hooks
     C.set_limits(plan.config["process"] if plan.config else {}, plan)
     if plan.cpu_affinity:
         os.sched_setaffinity(0, plan.cpu_affinity)
@@ -335,26 +371,13 @@ def finish_process(plan, ch, native, create_cwd):
         raise OSError(e.errno, "process.cwd %s: %s" % (plan.cwd, e.strerror)) from None
     exe = C.check_executable(plan.args[0], plan.env, plan.cwd)
     wait_start = plan.wait_start
-    if wait_start and plan.hooks.get("startContainer"):
-        # startContainer hooks run inside the container after `start`: wait here instead of init.
-        wait_for_start()
-        run_hooks("startContainer", plan.hooks["startContainer"], plan.state_json)
-        wait_start = False
+    C.reset_signals()
     C.drop_privileges(native, plan)
     C.close_fds(native)
     if plan.init_fd >= 0:
         argv = ["edgert-init"] + (["-w"] if wait_start else []) + ["--"] + plan.args
         os.execve(plan.init_fd, argv, env_dict(plan.env))
     os.execve(exe, plan.args, env_dict(plan.env))
-
-
-def wait_for_start():
-    import _signal
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, [START_SIGNAL])
-    while True:
-        info = _signal.sigwaitinfo([START_SIGNAL])
-        if info.si_pid == 0 or os.getpid() != 1:
-            return
 
 
 def env_dict(env):
@@ -387,17 +410,22 @@ class Runtime:
         if plan.terminal and not console_socket and not proxy_tty:
             raise ConfigError("process.terminal is true but no --console-socket was given (a "
                               "detached container needs one to hand its terminal to)")
-        plan.wait_start = not start
+        # startContainer hooks run between `start` and the process: run = create + start then
+        start_now = start and not plan.hooks.get("startContainer")
+        plan.wait_start = not start_now
         self.store.reserve(container_id)
         st = {"id": container_id, "bundle": bundle, "rootfs": plan.rootfs, "pid": 0,
               "created": S.now_rfc3339(), "started": False,
               "annotations": config.get("annotations", {}), "owner": "", "config": config,
               "cgroup": None, "netns_pin": None, "net_devices": []}
         try:
-            return self._create(container_id, plan, st, console_socket, pid_file, start)
+            pid = self._create(container_id, plan, st, console_socket, pid_file, start_now)
         except BaseException:
             self._cleanup_failed(container_id, st)
             raise
+        if start and not start_now:
+            self.start(container_id)
+        return pid
 
     def _create(self, container_id, plan, st, console_socket, pid_file, start):
         from .. import native
@@ -466,7 +494,8 @@ class Runtime:
             hooks = config.get("hooks", {})
             run_hooks("prestart", hooks.get("prestart"), plan.state_json)
             run_hooks("createRuntime", hooks.get("createRuntime"), plan.state_json)
-            parent.send("go", b"%d\n%s" % (seccomp[1], seccomp[0]) if seccomp else b"")
+            parent.send("go", b"%d\n%d\n%s" % ((pid,) + ((seccomp[1], seccomp[0]) if seccomp
+                                                           else (-1, b""))))
             kind, payload = parent.recv()
             if kind == "error":
                 raise EdgertError("container %r: %s" % (container_id, payload.decode()),
@@ -562,12 +591,53 @@ class Runtime:
             if status != S.CREATED:
                 raise StateError("container %r is %s; only a created container can be started"
                                  % (container_id, status))
+            hooks = st["config"].get("hooks", {}).get("startContainer")
+            if hooks:
+                self._start_hooks(container_id, st, hooks)
             self._signal(st, START_SIGNAL)
             st["started"] = True
             self.store.save(container_id, st)
         finally:
             os.close(fd)
         self._poststart(container_id, st)
+
+    def _start_hooks(self, container_id, st, hooks):
+        """startContainer hooks run inside the container's namespaces (their paths resolve in
+        the container) before its process starts; a failure stops the container."""
+        from .hooks import run_hooks, spec_state
+        state = spec_state(container_id, S.CREATED, st["pid"], st["bundle"], st["annotations"])
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        child = os.fork()
+        if child == 0:
+            os.close(rfd)
+            try:
+                from .. import native
+                from . import hooks as _hooks  # noqa: F401  (before the host's files vanish)
+                for flag, path in join_paths(st):
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                    native.setns(fd, flag)
+                    os.close(fd)
+                if os.fork() == 0:  # a child, to be inside the pid namespace too
+                    try:
+                        run_hooks("startContainer", hooks, state)
+                        os._exit(0)
+                    except BaseException as e:
+                        os.write(wfd, describe(e).encode()[:4000])
+                        os._exit(1)
+                _, status = os.wait()
+                os._exit(1 if status else 0)
+            except BaseException as e:
+                os.write(wfd, describe(e).encode()[:4000])
+                os._exit(1)
+        os.close(wfd)
+        message = os.read(rfd, 4096).decode("utf-8", "replace")
+        os.close(rfd)
+        _, status = os.waitpid(child, 0)
+        if status:
+            self._kill_and_wait(st, S.CREATED)
+            raise EdgertError("container %r: %s (the container was stopped)"
+                              % (container_id, message or "startContainer hook failed"),
+                              code="hook-failed")
 
     def _poststart(self, container_id, st):
         from .hooks import HookError, run_hooks, spec_state
@@ -762,8 +832,10 @@ class Runtime:
 
     # exec ------------------------------------------------------------------------------------
 
-    def exec(self, container_id, process, console_socket=None, pid_file=None, detach=False):
-        """Runs ``process`` (a runtime-spec process object) inside a running container."""
+    def exec(self, container_id, process, console_socket=None, pid_file=None, detach=False,
+             overrides=None):
+        """Runs ``process`` (a runtime-spec process object) inside a running container; with
+        ``process`` None, the container's own process object changed by ``overrides``."""
         from .. import native
         st = self.store.load(container_id)
         status = self._status(st)
@@ -771,19 +843,17 @@ class Runtime:
             raise StateError("container %r is %s; exec needs a running container"
                              % (container_id, status))
         from ..oci import spec
-        process = spec.validate_process(process)
         config = st["config"]
+        if process is None:
+            process = process_from(config["process"], overrides or {})
+        process = spec.validate_process(process)
         linux = config.get("linux", {})
         plan = Plan()
         plan_process(plan, process, linux.get("seccomp"))
         plan.seccomp = compile_seccomp(plan)
         if plan.terminal and not console_socket:
             raise ConfigError("exec --tty needs --console-socket")
-        pid = st["pid"]
-        types = [ns["type"] for ns in linux.get("namespaces", [])]
-        order = ("user", "ipc", "uts", "network", "cgroup", "time", "pid", "mount")
-        plan.ns_join = [(K.NAMESPACE_FLAGS[t], "/proc/%d/ns/%s" % (pid, K.NAMESPACE_PROC_NAMES[t]))
-                        for t in order if t in types]
+        plan.ns_join = join_paths(st)
         if st.get("cgroup"):
             plan.cgroup = self._cgroup(st)
         if console_socket:
@@ -821,6 +891,39 @@ class Runtime:
         if detach:
             return 0
         return exit_code(wait_forwarding(epid, forward))
+
+
+def process_from(base, overrides):
+    """exec without --process: the container's process with runc's flag overrides applied
+    (args, terminal, extra env replacing same-named entries, cwd, user, added capabilities)."""
+    proc = dict(base)
+    proc["args"] = list(overrides["args"])
+    proc["terminal"] = overrides.get("terminal", False)
+    proc.pop("consoleSize", None)
+    env = {e.split("=", 1)[0]: e for e in base.get("env", [])}
+    for entry in overrides.get("env", []):
+        env[entry.split("=", 1)[0]] = entry
+    proc["env"] = list(env.values())
+    for key in ("cwd", "user", "noNewPrivileges"):
+        if key in overrides:
+            proc[key] = overrides[key]
+    if overrides.get("caps"):
+        caps = dict(base.get("capabilities") or {})
+        for kind in ("bounding", "effective", "permitted"):
+            caps[kind] = list(caps.get(kind, [])) + [c for c in overrides["caps"]
+                                                     if c not in caps.get(kind, [])]
+        proc["capabilities"] = caps
+    return proc
+
+
+def join_paths(st):
+    """(clone flag, /proc/<pid>/ns/<name>) for every namespace of a running container, in the
+    order setns needs: user first (it owns the rest), mount last (it hides /proc's host view)."""
+    pid = st["pid"]
+    types = [ns["type"] for ns in st["config"].get("linux", {}).get("namespaces", [])]
+    order = ("user", "ipc", "uts", "network", "cgroup", "time", "pid", "mount")
+    return [(K.NAMESPACE_FLAGS[t], "/proc/%d/ns/%s" % (pid, K.NAMESPACE_PROC_NAMES[t]))
+            for t in order if t in types]
 
 
 def child_exec(plan, ch):

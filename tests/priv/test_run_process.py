@@ -10,7 +10,6 @@ process's pid because they also name cgroups, which concurrent test sessions sha
 import concurrent.futures
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,11 +36,16 @@ def kv(text):
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def launch(oci, log, *args, check=True):
+def launch(oci, log, *args, check=True, timeout=10):
     """Runs a verb that leaves a process behind, with every stdio fd on ``log``."""
     with open(log, "ab") as out:
-        proc = subprocess.run([oci.binary, "--root", oci.root] + [str(a) for a in args],
-                              stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=30)
+        try:
+            proc = subprocess.run([oci.binary, "--root", oci.root] + [str(a) for a in args],
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("edgert-oci %s did not return within %ds: %s" % (
+                " ".join(map(str, args)), timeout, read_text(log))) from None
     if check and proc.returncode != 0:
         raise AssertionError("edgert-oci %s exited %d: %s" % (
             " ".join(map(str, args)), proc.returncode, read_text(log)))
@@ -192,6 +196,33 @@ def test_start_twice_fails(oci, make_bundle, tmp_path):
     assert b"only a created container can be started" in again.stderr
 
 
+def test_kill_and_delete_a_created_container(oci, make_bundle, tmp_path):
+    """A created container is not running: kill reaches edgert-init before it starts the
+    process, and delete needs no --force."""
+    first, second = unique("created1"), unique("created2")
+    for cid in (first, second):
+        launch(oci, tmp_path / "log", "create", "--bundle",
+               make_bundle(["/probe", "sleep", "60"]), cid)
+    oci("kill", first, "TERM")
+    wait_status(oci, first, "stopped")
+    pid = oci.state(second)["pid"]
+    oci("delete", second)
+    assert oci("state", second, check=False).returncode != 0
+    wait_for(lambda: not alive(pid), what="pid 1 of the deleted container to die")
+
+
+def test_verbs_on_a_stopped_container(oci, make_bundle, tmp_path):
+    cid = unique("done")
+    launch(oci, tmp_path / "log", "run", "--detach", "--bundle", make_bundle(["/probe", "true"]),
+           cid)
+    wait_status(oci, cid, "stopped")
+    for verb in ("start", "kill"):
+        proc = oci(verb, cid, check=False)
+        assert proc.returncode != 0, verb
+        assert b"Traceback" not in proc.stderr and proc.stderr.startswith(b"edgert-oci: "), verb
+    oci("delete", cid)
+
+
 def test_run_detach_and_pid_file(running, oci):
     cid, pid, _ = running()
     st = oci.state(cid)
@@ -245,6 +276,9 @@ def test_ps_json_lists_container_pids(running, oci):
     assert pid in pids
     for p in pids:
         assert pid_ns(p) == pid_ns(pid)
+    table = oci("ps", cid).stdout.decode().splitlines()
+    assert table[0].split() == ["PID", "CMD"]
+    assert {int(line.split()[0]) for line in table[1:]} >= {pid}
 
 
 # -- exit codes ----------------------------------------------------------------------------------
@@ -279,13 +313,15 @@ def test_signal_killed_workload_gives_128_plus_n(oci, make_bundle, sig):
 
 # -- the process ---------------------------------------------------------------------------------
 
-def test_args_and_env(oci, make_bundle):
-    bundle = make_bundle(["/bin/sh", "-c", 'printf "<%s>" "$@"; echo; /probe env', "sh",
-                          "a b", "", "c*"], env=[PATH, "FOO=bar baz", "EMPTY="])
-    proc = oci("run", "--bundle", bundle, unique("args"))
-    first, *env = proc.stdout.decode().splitlines()
-    assert first == "<a b><><c*>"
-    assert set(env) == {PATH, "FOO=bar baz", "EMPTY="}
+def test_args_reach_the_process_unchanged(oci, make_bundle):
+    bundle = make_bundle(["/bin/sh", "-c", 'printf "<%s>" "$@"', "sh", "a b", "", "c*", "-x"])
+    assert oci("run", "--bundle", bundle, unique("args")).stdout == b"<a b><><c*><-x>"
+
+
+def test_env_is_exactly_process_env(oci, make_bundle):
+    env = [PATH, "FOO=bar baz", "EMPTY=", "MULTI=a=b"]
+    out = oci("run", "--bundle", make_bundle(["/probe", "env"], env=env), unique("env")).stdout
+    assert out.decode().splitlines() == env
 
 
 def test_missing_cwd_is_created(oci, make_bundle, private_rootfs):
@@ -376,11 +412,15 @@ def test_terminal_via_console_socket(oci, make_bundle, tmp_path):
     assert console.name.startswith("/dev/pts/")
 
 
-def test_terminal_without_console_socket_is_refused(oci, make_bundle):
-    proc = oci("run", "--bundle", make_bundle(["/probe", "true"], terminal=True),
-               unique("notty"), check=False)
-    assert proc.returncode != 0
-    assert b"--console-socket" in proc.stderr
+def test_console_size(oci, make_bundle, tmp_path):
+    def edit(config):
+        config["process"]["consoleSize"] = {"height": 42, "width": 123}
+    console = ConsoleSocket(str(tmp_path / "console.sock"))
+    proc = oci("run", "--console-socket", console.path, "--bundle",
+               make_bundle(["/bin/stty", "size"], edit, terminal=True), unique("ttysize"),
+               check=False)
+    assert console.wait().split() == ["42", "123"]
+    assert proc.returncode == 0, proc.stderr
 
 
 # -- exec ----------------------------------------------------------------------------------------
@@ -424,6 +464,33 @@ def test_exec_defaults_to_the_container_user(running, oci):
     cid, _, _ = running(uid=1000, gid=1000)
     out = kv(oci("exec", cid, "/probe", "ids").stdout)
     assert (out["uid"], out["gid"]) == ("1000", "1000")
+
+
+def test_exec_inherits_the_container_rlimits(running, oci):
+    """Like runc: an exec'd process gets process.rlimits of config.json."""
+    def edit(config):
+        config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]
+    cid, _, _ = running(edit=edit)
+    assert oci("exec", cid, "/probe", "rlimit", "NOFILE").stdout.split() == [b"soft=100",
+                                                                           b"hard=200"]
+
+
+def test_foreground_exec_forwards_signals(running, oci, tmp_path):
+    cid, _, _ = running()
+    log = tmp_path / "exec.log"
+    with open(log, "wb") as out:
+        runner = subprocess.Popen([oci.binary, "--root", oci.root, "exec", cid, "/probe",
+                                   "signals"], stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    try:
+        wait_for(lambda: "ready=1" in read_text(log), what="the probe's handlers")
+        runner.send_signal(signal.SIGHUP)
+        wait_for(lambda: "sig=1\n" in read_text(log), what="sig=1 in the log")
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(10) == 0, read_text(log)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
 
 
 def test_exec_process_file(running, oci, tmp_path):
@@ -609,8 +676,42 @@ def read_hook_log(path):
     return entries
 
 
-def test_all_hooks_run_in_order_with_the_state(oci, make_bundle, tmp_path):
+def test_hooks_run_in_order_with_the_state(oci, make_bundle, tmp_path):
+    """The five kinds that run in the runtime's namespaces (createContainer: in the
+    container's mount namespace before pivot_root, where host paths are still visible)."""
     cid = unique("hooks")
+    log = tmp_path / "hooks.log"
+    script = tmp_path / "hook.sh"
+    script.write_text(HOOK_SCRIPT)
+    kinds = ["prestart", "createRuntime", "createContainer", "poststart", "poststop"]
+
+    def edit(config):
+        config["hooks"] = {kind: [logging_hook(script, kind, log)] for kind in kinds}
+    bundle = make_bundle(["/probe", "true"], edit)
+    launch(oci, tmp_path / "log", "create", "--bundle", bundle, cid)
+    pid = oci.state(cid)["pid"]
+    assert [k for k, _ in read_hook_log(log)] == kinds[:3]
+    oci("start", cid)
+    assert [k for k, _ in read_hook_log(log)] == kinds[:4]
+    wait_status(oci, cid, "stopped")
+    oci("delete", cid)
+    entries = read_hook_log(log)
+    assert [k for k, _ in entries] == kinds
+    for kind, state in entries:
+        assert state["id"] == cid and state["bundle"] == bundle, (kind, state)
+        assert "ociVersion" in state, kind
+        if kind != "poststop":
+            assert state.get("pid") == pid, (kind, state)
+    states = dict(entries)
+    assert states["poststart"]["status"] == "running"
+    assert states["poststop"]["status"] == "stopped"
+
+
+def test_start_container_hook_runs_in_the_container_before_the_process(oci, make_bundle,
+                                                                        tmp_path):
+    """startContainer runs after `start`, inside the container (after pivot_root: its path
+    and the log are the container's), before the process and before poststart."""
+    cid = unique("starthook")
     shared = tmp_path / "shared"
     shared.mkdir()
     log = shared / "hooks.log"
@@ -621,56 +722,55 @@ def test_all_hooks_run_in_order_with_the_state(oci, make_bundle, tmp_path):
         config["mounts"].append({"destination": "/tmp", "type": "bind", "source": str(shared),
                                  "options": ["rbind", "rw"]})
         config["hooks"] = {
-            kind: [logging_hook(script, kind, log)]
-            for kind in ("prestart", "createRuntime", "createContainer", "poststart",
-                         "poststop")}
-        # runs inside the container after pivot_root: the container's shell and paths
-        config["hooks"]["startContainer"] = [{
-            "path": "/bin/sh", "env": ["PATH=/bin"],
-            "args": ["sh", "-c", '{ printf "startContainer "; cat; echo; } >> /tmp/hooks.log']}]
-
-    bundle = make_bundle(["/bin/sh", "-c", "echo workload >> /tmp/hooks.log.workload"], edit)
+            "startContainer": [{"path": "/bin/sh", "env": ["PATH=/bin"], "args": [
+                "sh", "-c", '{ printf "startContainer-on-$(hostname) "; cat; echo; } '
+                            '>> /tmp/hooks.log']}],
+            "poststart": [logging_hook(script, "poststart", log)],
+        }
+    bundle = make_bundle(["/bin/sh", "-c", "echo 'workload {}' >> /tmp/hooks.log"], edit,
+                         hostname="inside")
     launch(oci, tmp_path / "log", "create", "--bundle", bundle, cid)
     pid = oci.state(cid)["pid"]
-    assert [k for k, _ in read_hook_log(log)] == ["prestart", "createRuntime",
-                                                  "createContainer"]
+    assert not log.exists(), "startContainer ran before start"
     oci("start", cid)
     wait_status(oci, cid, "stopped")
-    oci("delete", cid)
     entries = read_hook_log(log)
-    assert [k for k, _ in entries] == ["prestart", "createRuntime", "createContainer",
-                                       "startContainer", "poststart", "poststop"]
-    for kind, state in entries:
-        assert state["id"] == cid and state["bundle"] == bundle, (kind, state)
-        assert "ociVersion" in state, kind
-        if kind != "poststop":
-            assert state.get("pid") == pid, (kind, state)
-    states = dict(entries)
-    assert states["poststart"]["status"] == "running"
-    assert states["poststop"]["status"] == "stopped"
-    assert (shared / "hooks.log.workload").read_text() == "workload\n"
+    kinds = [k for k, _ in entries]
+    assert sorted(kinds) == ["poststart", "startContainer-on-inside", "workload"]
+    assert kinds[0] == "startContainer-on-inside"
+    state = entries[0][1]
+    assert state["id"] == cid and state.get("pid") == pid, state
 
 
-def test_failing_prestart_hook_fails_create_and_leaves_nothing(oci, make_bundle, tmp_path):
+def test_start_container_hook_runs_with_run(oci, make_bundle, tmp_path):
+    """`run` is create + start: its startContainer hooks run too, before the process."""
+    def edit(config):
+        config["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": [
+            "sh", "-c", "echo hook-ran > /run/hook"]}]}
+    proc = oci("run", "--bundle", make_bundle(["/bin/cat", "/run/hook"], edit),
+               unique("runhook"), check=False)
+    assert (proc.returncode, proc.stdout) == (0, b"hook-ran\n"), proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
+def test_failing_create_hook_fails_create_and_leaves_nothing(oci, make_bundle, tmp_path, kind):
+    """No state, and no cgroup (removing one fails while a process is left in it)."""
     cid = unique("badhook")
-    poststop_log = tmp_path / "poststop.log"
 
     def edit(config):
         config["hooks"] = {
-            "prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo boom >&2; exit 3"]}],
-        }
+            kind: [{"path": "/bin/sh", "args": ["sh", "-c", "echo boom >&2; exit 3"]}]}
     log = tmp_path / "log"
     pid_file = tmp_path / "pid"
     proc = launch(oci, log, "create", "--pid-file", pid_file, "--bundle",
                   make_bundle(["/probe", "sleep", "60"], edit), cid, check=False)
     assert proc.returncode != 0
     text = read_text(log)
-    assert "prestart hook #0" in text and "exited with 3" in text and "boom" in text
+    assert "%s hook #0" % kind in text and "exited with 3" in text and "boom" in text
     assert "Traceback" not in text
     assert not os.path.exists(os.path.join(oci.root, cid))
     assert not [d for d in cgroup_dirs(cid).values() if os.path.exists(d)]
     assert not pid_file.exists()
-    assert not poststop_log.exists()
 
 
 def test_failing_start_container_hook_fails_start(oci, make_bundle, tmp_path):

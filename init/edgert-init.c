@@ -190,9 +190,11 @@ static int parse_options(int argc, char **argv, struct options *opt)
 	return 0;
 }
 
-/* Keeps the workload (same uid) out of init's memory and fds via /proc. */
+/* Keeps the workload (same uid) out of init's memory and fds via /proc. Also names the
+ * process: the runtime execs init from a memfd, whose name would show in ps and comm. */
 static int make_undumpable(void)
 {
+	prctl(PR_SET_NAME, (unsigned long)"edgert-init", 0, 0, 0);
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
 		log_error("prctl(PR_SET_DUMPABLE): %s", strerror(errno));
 		return -1;

@@ -49,7 +49,17 @@ class Cgroup:
         created = self.created = []
         try:
             for key, directory in self._distinct():
-                mount = self.mounts[key]
+                self._make_steps(self.mounts[key], directory, created)
+        except BaseException:
+            self.remove(created)
+            raise
+        return created
+
+    def _make_steps(self, mount, directory, created, tries=5):
+        """mkdir -p of ``directory`` below ``mount``. Another container's delete may remove a
+        shared parent (<own>/edgert) between our steps: ENOENT then walks the path again."""
+        for attempt in range(tries):
+            try:
                 for step in _steps(mount, directory):
                     try:
                         self._mkdir(step)
@@ -58,10 +68,10 @@ class Cgroup:
                     created.append(step)
                     if self.layout.v1.get("cpuset") == mount:
                         self._inherit_cpuset(step)
-        except BaseException:
-            self.remove(created)
-            raise
-        return created
+                return
+            except FileNotFoundError:
+                if attempt == tries - 1:
+                    raise
 
     def _mkdir(self, path):
         """mkdir; FileExistsError when it is there already. Tests replace it with a fake kernel."""

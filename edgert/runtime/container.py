@@ -424,7 +424,11 @@ class Runtime:
             self._cleanup_failed(container_id, st)
             raise
         if start and not start_now:
-            self.start(container_id)
+            try:
+                self.start(container_id)
+            except BaseException:
+                self.delete(container_id, force=True)  # a failed run leaves nothing, like runc
+                raise
         return pid
 
     def _create(self, container_id, plan, st, console_socket, pid_file, start):

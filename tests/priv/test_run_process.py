@@ -445,9 +445,11 @@ def test_exec_exit_codes(running, oci):
 def test_exec_flags(running, oci):
     cid, _, _ = running()
     out = oci("exec", "--env", "FOO=bar", "--env", "EMPTY=", "--cwd", "/tmp",
-              "--user", "1000:1001", cid, "/bin/sh", "-c", "/probe ids; /probe cwd; /probe env")
+              "--user", "1000:1001", "--additional-gids", "7", "-g", "8", cid, "/bin/sh", "-c",
+              "/probe ids; /probe cwd; /probe env")
     values = kv(out.stdout)
     assert (values["uid"], values["gid"], values["cwd"]) == ("1000", "1001", "/tmp")
+    assert values["groups"] == "7,8"
     assert "FOO=bar" in out.stdout.decode().splitlines()
     assert "EMPTY=" in out.stdout.decode().splitlines()
 
@@ -792,6 +794,21 @@ def test_failing_start_container_hook_fails_start(oci, make_bundle, tmp_path):
     assert not (marker / "ran").exists()
     assert proc.returncode != 0, "start succeeded although the startContainer hook failed"
     assert b"startContainer" in proc.stderr
+
+
+def test_failing_start_container_hook_fails_run(oci, make_bundle, tmp_path):
+    cid = unique("badrunhook")
+
+    def edit(config):
+        config["hooks"] = {"startContainer": [{"path": "/bin/sh",
+                                               "args": ["sh", "-c", "exit 4"]}]}
+    proc = oci("run", "--bundle", make_bundle(["/bin/echo", "process-ran"], edit), cid,
+               check=False)
+    assert proc.returncode != 0
+    assert b"process-ran" not in proc.stdout
+    assert b"startContainer" in proc.stderr
+    assert not os.path.exists(os.path.join(oci.root, cid))
+    assert not [d for d in cgroup_dirs(cid).values() if os.path.exists(d)]
 
 
 def test_hook_timeout(oci, make_bundle, tmp_path):

@@ -179,6 +179,15 @@ def test_exec_keeps_the_container_confinement(detached, oci):
     assert int(out["CapEff"], 16) == DEFAULT_CAPS
 
 
+def test_exec_cap_adds_to_the_container_capabilities(detached, oci):
+    """Like runc: --cap adds to process.capabilities of config.json."""
+    cid, _ = detached()
+    out = kv(oci("exec", "--cap", "CAP_SYS_ADMIN", cid, "/probe", "caps").stdout)
+    expected = DEFAULT_CAPS | caps.mask(["CAP_SYS_ADMIN"])
+    assert int(out["CapEff"], 16) == expected
+    assert int(out["CapBnd"], 16) == expected
+
+
 # -- paths ---------------------------------------------------------------------------------------
 
 def test_masked_paths(oci, make_bundle):

@@ -302,10 +302,15 @@ def child_intermediate(plan, ch):
         ch.send("pid", str(pid))
         os._exit(0)
     except BaseException as e:
-        try:
-            ch.send("error", describe(e))
-        finally:
-            os._exit(1)
+        fail_child(ch, e, 1)
+
+
+def fail_child(ch, err, code):
+    """A child's last act on failure: tell the runtime why, then exit without cleanup."""
+    try:
+        ch.send("error", describe(err))
+    finally:
+        os._exit(code)
 
 
 def child_container(plan, ch, sc):
@@ -350,10 +355,7 @@ def child_container(plan, ch, sc):
             C.readonly_root(sc)
         finish_process(plan, ch, native, create_cwd=True)
     except BaseException as e:
-        try:
-            ch.send("error", describe(e))
-        finally:
-            os._exit(1)
+        fail_child(ch, e, 1)
 
 
 def finish_process(plan, ch, native, create_cwd):
@@ -951,17 +953,11 @@ def child_exec(plan, ch):
                     C.setup_console(plan.console_fd, plan.console_size)
                 finish_process(plan, ch, native, create_cwd=False)
             except BaseException as e:
-                try:
-                    ch.send("error", describe(e))
-                finally:
-                    os._exit(127)
+                fail_child(ch, e, 127)
         ch.send("pid", str(pid))
         os._exit(0)
     except BaseException as e:
-        try:
-            ch.send("error", describe(e))
-        finally:
-            os._exit(1)
+        fail_child(ch, e, 1)
 
 
 # --- small helpers ---

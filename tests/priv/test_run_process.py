@@ -18,23 +18,12 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run containers")
+from helpers.probe import PATH, kv, unique  # noqa: F401
 
-PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run containers")
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-def unique(name):
-    return "%s-%d" % (name, os.getpid())
-
-
-def kv(text):
-    """The probe's key=value lines as a dict (a repeated key keeps its last value)."""
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-
 
 def launch(oci, log, *args, check=True, timeout=10):
     """Runs a verb that leaves a process behind, with every stdio fd on ``log``."""

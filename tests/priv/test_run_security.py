@@ -14,26 +14,15 @@ import tempfile
 
 import pytest
 
+from helpers.probe import PATH, kv, unique  # noqa: F401
+
 from edgert import caps
 from edgert.oci.defaults import CAPABILITIES, MASKED_PATHS
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run containers")
 
-PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 
 # -- helpers -------------------------------------------------------------------------------------
-
-def unique(name):
-    return "%s-%d" % (name, os.getpid())
-
-
-def kv(text):
-    """The probe's key=value lines as a dict (a repeated key keeps its last value)."""
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-
 
 def run(oci, bundle, name, expect=0, **kw):
     """A foreground run; its stdout as text; fails unless it exits ``expect``."""

@@ -336,6 +336,8 @@ def main(argv):
                 raise UsageError("unknown global option %s" % name)
             i += 1
         log = Logger(glob.get("log"), glob.get("log_format"), glob.get("debug", False))
+        if log.debug_on:
+            log.write("debug", "edgert-oci " + " ".join(argv))
         if glob.get("systemd_cgroup"):
             from ..errors import Unsupported
             raise Unsupported("--systemd-cgroup is not supported: edgert manages cgroupfs "

@@ -536,7 +536,9 @@ class Runtime:
         """Makes the container's cgroup directories; limits come later (_apply_cgroup)."""
         from ..cgroup import fs, layout
         lay = fs.host_layout()
-        paths = layout.resolve_all(lay, linux.get("cgroupsPath"), container_id)
+        # The parent of containers without a cgroupsPath, below the runtime's own cgroup.
+        parent = os.environ.get("EDGERT_CGROUP_PARENT", "edgert")
+        paths = layout.resolve_all(lay, linux.get("cgroupsPath"), container_id, parent)
         cg = fs.Cgroup(lay, paths)
         st["cgroup"] = {"paths": paths, "created": []}
         st["cgroup"]["created"] = cg.create()

@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
-PEERS="gcc make musl-tools busybox-static python3-dev python3-cffi python3-setuptools
+PEERS="gcc libc6-dev make musl-tools busybox-static python3-dev python3-cffi python3-setuptools
  python3-msgpack python3-pyroute2 python3-pytest crun runc podman containerd iproute2 kmod
  linux-libc-dev-arm64-cross linux-libc-dev-armhf-cross linux-libc-dev-ppc64el-cross libseccomp2"
 missing=""

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 PEERS="gcc libc6-dev make musl-tools busybox-static python3-dev python3-cffi python3-setuptools
  python3-msgpack python3-pyroute2 python3-pytest crun runc podman containerd iproute2 kmod
- linux-libc-dev-arm64-cross linux-libc-dev-armhf-cross linux-libc-dev-ppc64el-cross libseccomp2"
+ linux-libc-dev-arm64-cross linux-libc-dev-armhf-cross linux-libc-dev-ppc64el-cross libseccomp2
+ docker-registry apache2-utils openssl skopeo"
 missing=""
 for p in $PEERS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then

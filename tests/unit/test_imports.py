@@ -16,6 +16,8 @@ STDLIB_ALLOWED = {
     "collections", "hashlib", "binascii", "array", "signal", "zlib", "math", "heapq",
     # the few it cannot do without on Linux
     "fcntl", "termios", "resource", "_signal", "_socket", "_json",
+    # image pulls: the registry client (HTTP and TLS)
+    "http", "ssl",
 }
 THIRD_PARTY_ALLOWED = {"msgpack", "pyroute2", "_cffi_backend"}
 PURE_CORE = [

@@ -1,5 +1,6 @@
-"""edgert: the device command line. ``edgert oci ...`` is the runc-compatible surface;
-``edgert demo`` builds a busybox bundle offline and runs it as a real container."""
+"""edgert: the device command line. ``edgert oci ...`` is the runc-compatible surface,
+``edgert image ...`` manages images, ``edgert demo`` builds a busybox bundle offline and runs
+it as a real container."""
 
 import os
 import sys
@@ -8,6 +9,7 @@ USAGE = """usage: edgert COMMAND ...
 
 commands:
   oci ...            the runc-compatible OCI command line (same as edgert-oci)
+  image ...          images: pull, import, ls, inspect, rm, prune, df, unpack
   demo [--dir DIR]   build a busybox container from this machine's busybox-static and run it
   version            print the version
 """
@@ -48,6 +50,9 @@ def main(argv):
     if argv[0] == "oci":
         from .oci.cli import main as oci_main
         return oci_main(argv[1:])
+    if argv[0] == "image":
+        from .image.cli import main as image_main
+        return image_main(argv[1:])
     if argv[0] in ("version", "--version"):
         from . import __version__
         print("edgert %s" % __version__)

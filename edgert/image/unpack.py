@@ -99,6 +99,17 @@ def apply_layer(blob_path_or_fileobj, media_type, dest_dir, limits=None, diff_id
     return stats
 
 
+def _remove_stale_temps(parent, name):
+    """Temp trees of earlier unpacks of ``name`` whose process died (kill -9, power loss)."""
+    prefix = ".%s.unpack-" % name
+    for entry in os.listdir(parent):
+        pid = entry[len(prefix):]
+        if not entry.startswith(prefix) or not pid.isdigit():
+            continue
+        if int(pid) == os.getpid() or not os.path.exists("/proc/%s" % pid):
+            _remove_tree(os.path.join(parent, entry))
+
+
 def unpack_layers(layers, dest, limits=None, policy=None, *, use_openat2=None,
                   inflate_in_child=None):
     """Flattens ``layers`` into the new directory ``dest``, atomically; returns [LayerStats].
@@ -114,9 +125,9 @@ def unpack_layers(layers, dest, limits=None, policy=None, *, use_openat2=None,
                          % dest)
     limits = limits or UnpackLimits()
     parent, name = os.path.split(dest)
+    os.makedirs(parent, exist_ok=True)  # like `umoci unpack` making the bundle directory
+    _remove_stale_temps(parent, name)
     tmp = os.path.join(parent, ".%s.unpack-%d" % (name, os.getpid()))
-    if os.path.lexists(tmp):
-        _remove_tree(tmp)
     os.mkdir(tmp, 0o755)
     try:
         all_stats = []

@@ -315,3 +315,26 @@ def test_unpack_layers_leaves_nothing_on_failure(tmp_path):
         unpack_layers([(_blob(tmp_path, "1", good), L.OCI_GZIP),
                        (_blob(tmp_path, "2", good), L.OCI_GZIP, L.diff_id(b"x"))], str(dest))
     assert sorted(os.listdir(tmp_path)) == ["1", "2"]
+
+
+def test_unpack_layers_makes_the_parent_and_clears_a_dead_run(tmp_path):
+    import tarfile
+    import io
+    from edgert.image.unpack import unpack_layers
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("hello")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    layer = tmp_path / "layer.tar"
+    layer.write_bytes(buf.getvalue())
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    stale = bundle / ".rootfs.unpack-999999999"  # no such pid: left by a killed run
+    (stale / "junk").mkdir(parents=True)
+    unpack_layers([(str(layer), "application/vnd.oci.image.layer.v1.tar")], str(bundle / "rootfs"))
+    assert (bundle / "rootfs" / "hello").read_bytes() == b"hi"
+    assert not stale.exists()
+    unpack_layers([(str(layer), "application/vnd.oci.image.layer.v1.tar")],
+                  str(tmp_path / "new" / "dir" / "rootfs"))
+    assert (tmp_path / "new" / "dir" / "rootfs" / "hello").exists()

@@ -12,10 +12,14 @@ from edgert.errors import ConfigError, NotFound
 from edgert.image.archive import import_image
 from edgert.image.cli import main as image_main
 from edgert.image.digest import DigestMismatch
+from edgert.image.manifest import host_arch
 from edgert.image.pull import unpack
 from edgert.image.snapshot import Snapshotter
 from edgert.image.store import Store
 from tests.helpers.ociarchive import DEFAULT_REF, write_docker_archive, write_oci_archive
+
+# The helpers build images for the machine they run on (under qemu-user: the emulated one).
+ARCH = host_arch(os.uname().machine)
 
 BUSYBOX = "/bin/busybox"
 
@@ -51,13 +55,13 @@ def test_oci_archive(rootfs, store, tmp_path):
     path = str(tmp_path / "img.tar")
     digest = write_oci_archive(str(rootfs), path)
     snaps = Snapshotter(store.root, sync=False)
-    record = import_image(store, "oci-archive:" + path, "amd64", snaps)
+    record = import_image(store, "oci-archive:" + path, ARCH, snaps)
     assert record.digest == digest and record.name == "localhost/edgert/busybox:latest"
     assert snaps.exists(record.top_chain_id)
     assert store.ingest_leftovers() == {}
     unpack(store, record.name, str(tmp_path / "out"), snaps)
     check_rootfs(str(tmp_path / "out"))
-    again = import_image(store, "oci-archive:%s:%s" % (path, DEFAULT_REF), "amd64", snaps)
+    again = import_image(store, "oci-archive:%s:%s" % (path, DEFAULT_REF), ARCH, snaps)
     assert again.digest == digest
 
 
@@ -67,11 +71,11 @@ def test_oci_layout_directory(rootfs, store, tmp_path):
     layout = tmp_path / "layout"
     with tarfile.open(path) as tar:
         tar.extractall(layout)
-    record = import_image(store, "oci:%s:v1" % layout, "amd64")
+    record = import_image(store, "oci:%s:v1" % layout, ARCH)
     assert record.digest == digest and record.name == "oci:%s:v1" % layout
-    assert import_image(store, "oci:%s" % layout, "amd64", name="mine:1").name == "mine:1"
+    assert import_image(store, "oci:%s" % layout, ARCH, name="mine:1").name == "mine:1"
     with pytest.raises(NotFound, match="has: v1"):
-        import_image(store, "oci:%s:v2" % layout, "amd64")
+        import_image(store, "oci:%s:v2" % layout, ARCH)
     with pytest.raises(NotFound, match="no linux/arm64/v8 variant"):
         import_image(store, "oci:%s:v1" % layout, "arm64")
     unpack(store, "mine:1", str(tmp_path / "out"))
@@ -83,7 +87,7 @@ def test_oci_layout_directory(rootfs, store, tmp_path):
             blob.write_bytes(blob.read_bytes()[:-3] + b"abc")
             other = Store(str(tmp_path / "other"), sync=False)
             with pytest.raises(DigestMismatch):
-                import_image(other, "oci:%s:v1" % layout, "amd64")
+                import_image(other, "oci:%s:v1" % layout, ARCH)
             assert other.images() == [] and not other.has_blob("sha256:" + name)
 
 
@@ -91,13 +95,13 @@ def test_docker_archive(rootfs, store, tmp_path):
     path = str(tmp_path / "docker.tar")
     write_docker_archive(str(rootfs), path, ref="example.com/team/app:7")
     snaps = Snapshotter(store.root, sync=False)
-    record = import_image(store, "docker-archive:" + path, "amd64", snaps)
+    record = import_image(store, "docker-archive:" + path, ARCH, snaps)
     assert record.name == "example.com/team/app:7"
     assert record.layers[0]["media_type"] == "application/vnd.oci.image.layer.v1.tar"
-    named = import_image(store, "docker-archive:%s:example.com/team/app:7" % path, "amd64")
+    named = import_image(store, "docker-archive:%s:example.com/team/app:7" % path, ARCH)
     assert named.digest == record.digest  # the manifest edgert builds is deterministic
     with pytest.raises(NotFound, match="no image named"):
-        import_image(store, "docker-archive:%s:example.com/team/app:8" % path, "amd64")
+        import_image(store, "docker-archive:%s:example.com/team/app:8" % path, ARCH)
     unpack(store, record.name, str(tmp_path / "out"), snaps)
     check_rootfs(str(tmp_path / "out"))
     assert store.ingest_leftovers() == {}
@@ -125,29 +129,29 @@ def test_bad_archives(store, tmp_path):
     evil = str(tmp_path / "evil.tar")
     _tar(evil, [("../escape", b"x")])
     with pytest.raises(ConfigError, match="escapes"):
-        import_image(store, "oci-archive:" + evil, "amd64")
+        import_image(store, "oci-archive:" + evil, ARCH)
     assert not (tmp_path / "escape").exists()
     with pytest.raises(NotFound, match="no such archive"):
-        import_image(store, "oci-archive:" + str(tmp_path / "missing.tar"), "amd64")
+        import_image(store, "oci-archive:" + str(tmp_path / "missing.tar"), ARCH)
     garbage = tmp_path / "garbage.tar"
     garbage.write_bytes(b"\x1f\x8b" + b"\0" * 100)
     with pytest.raises(ConfigError, match="gzip"):
-        import_image(store, "docker-archive:" + str(garbage), "amd64")
+        import_image(store, "docker-archive:" + str(garbage), ARCH)
     empty = str(tmp_path / "empty.tar")
     _tar(empty, [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')])
     with pytest.raises(NotFound, match="index.json"):
-        import_image(store, "oci-archive:" + empty, "amd64")
+        import_image(store, "oci-archive:" + empty, ARCH)
     dup = str(tmp_path / "dup.tar")
     _tar(dup, [("manifest.json", b"[]"), ("manifest.json", b"[]")])
     with pytest.raises(ConfigError, match="duplicate"):
-        import_image(store, "docker-archive:" + dup, "amd64")
+        import_image(store, "docker-archive:" + dup, ARCH)
     bad_manifest = str(tmp_path / "badm.tar")
     _tar(bad_manifest, [("manifest.json", json.dumps([{"Config": "c.json",
                                                        "Layers": []}]).encode())])
     with pytest.raises(NotFound, match="c.json"):
-        import_image(store, "docker-archive:" + bad_manifest, "amd64")
+        import_image(store, "docker-archive:" + bad_manifest, ARCH)
     with pytest.raises(ConfigError, match="not a local transport"):
-        import_image(store, "docker://example.com/x:1", "amd64")
+        import_image(store, "docker://example.com/x:1", ARCH)
     assert store.images() == [] and os.listdir(store.ingest_dir) == []
 
 

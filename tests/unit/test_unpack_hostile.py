@@ -20,7 +20,7 @@ def use_openat2(request):
     if request.param:
         from edgert import native
         if not native.have_openat2():
-            pytest.skip("openat2 is not available on this kernel")
+            pytest.skip("openat2 is not available (old kernel, or an emulator such as qemu-user)")
     return request.param
 
 

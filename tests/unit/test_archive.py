@@ -76,8 +76,9 @@ def test_oci_layout_directory(rootfs, store, tmp_path):
     assert import_image(store, "oci:%s" % layout, ARCH, name="mine:1").name == "mine:1"
     with pytest.raises(NotFound, match="has: v1"):
         import_image(store, "oci:%s:v2" % layout, ARCH)
-    with pytest.raises(NotFound, match="no linux/arm64/v8 variant"):
-        import_image(store, "oci:%s:v1" % layout, "arm64")
+    other = "arm64" if ARCH != "arm64" else "amd64"
+    with pytest.raises(NotFound, match=r"no linux/\S+ variant"):
+        import_image(store, "oci:%s:v1" % layout, other)
     unpack(store, "mine:1", str(tmp_path / "out"))
     check_rootfs(str(tmp_path / "out"))
     # a corrupt blob is refused and nothing of it is stored

@@ -49,13 +49,14 @@ class Cgroup:
         created = self.created = []
         try:
             for key, directory in self._distinct():
-                self._make_steps(self.mounts[key], directory, created)
+                own = _below(self.mounts[key], self.layout.own.get(key, "/"))
+                self._make_steps(self.mounts[key], directory, created, own)
         except BaseException:
             self.remove(created)
             raise
         return created
 
-    def _make_steps(self, mount, directory, created, tries=5):
+    def _make_steps(self, mount, directory, created, own, tries=5):
         """mkdir -p of ``directory`` below ``mount``. Another container's delete may remove a
         shared parent (<own>/edgert) between our steps: ENOENT then walks the path again."""
         for attempt in range(tries):
@@ -63,10 +64,13 @@ class Cgroup:
                 for step in _steps(mount, directory):
                     try:
                         self._mkdir(step)
+                        created.append(step)
                     except FileExistsError:
-                        continue
-                    created.append(step)
+                        if not step.startswith(own.rstrip("/") + "/"):
+                            continue  # not ours to fill in
                     if self.layout.v1.get("cpuset") == mount:
+                        # also for a parent another container is still making (below our own
+                        # cgroup): its cpus may be empty yet, and so would its child's stay
                         self._inherit_cpuset(step)
                 return
             except FileNotFoundError:

@@ -27,11 +27,16 @@ def atomic_write(path, data, mode=0o644, sync=True):
     os.close(fd)
     os.rename(tmp, path)
     if sync:
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(directory)
+
+
+def fsync_dir(path):
+    """Makes a directory's entries (a rename, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_text(path):

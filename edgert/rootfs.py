@@ -14,6 +14,7 @@ import os
 import struct
 
 from edgert.errors import ConfigError, NotFound, StateError
+from edgert.fsutil import fsync_dir
 
 # OCI platform architecture (plus Debian's name) -> ELF class, data encoding, e_machine.
 _ELF_ARCHES = {
@@ -65,7 +66,7 @@ def build_busybox_rootfs(dest, busybox="/bin/busybox", arch=None):
     except BaseException:
         _remove_tree(tmp)
         raise
-    _fsync_dir(os.path.dirname(dest))
+    fsync_dir(os.path.dirname(dest))
     return dest
 
 
@@ -188,14 +189,6 @@ def _copy_executable(src, dest):
         fout.flush()
         os.fsync(fout.fileno())
     os.chmod(dest, 0o755)
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_tree(path):

@@ -19,6 +19,7 @@ import time
 
 from .. import __version__, jsonfast
 from ..errors import ConfigError, EdgertError, NotFound
+from ..fsutil import fsync_dir
 from . import auth as _auth
 from . import digest as _digest
 from . import manifest as _manifest
@@ -663,8 +664,4 @@ def _commit(partial, dest_path):
     finally:
         os.close(fd)
     os.rename(partial, dest_path)
-    dir_fd = os.open(os.path.dirname(os.path.abspath(dest_path)), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(os.path.dirname(os.path.abspath(dest_path)))

@@ -442,13 +442,11 @@ class Snapshotter:
             os.close(fd)
 
 
-def layer_whiteouts(blob_path, media_type, limits=None):
-    """([whiteout target paths], [opaque directory paths]) of a layer blob, as bytes paths
-    relative to the rootfs (a second read of a layer that apply_layer already accepted)."""
+def _layer_entries(blob_path, media_type, limits=None):
+    """The tar entries of a layer blob, read again (apply_layer already accepted it)."""
     from .tarstream import TarReader
     from .unpacklimits import UnpackLimits
     from .unpackstream import compression_of, open_source
-    whiteouts, opaques = [], []
     with open(blob_path, "rb", buffering=0) as blob:
         source = open_source(blob, compression_of(media_type))
         try:
@@ -456,43 +454,40 @@ def layer_whiteouts(blob_path, media_type, limits=None):
             while True:
                 entry = reader.next_entry()
                 if entry is None:
-                    break
-                parts = _relative(entry.name).split(b"/")
-                if not parts[-1].startswith(b".wh."):
-                    continue
-                head = b"/".join(parts[:-1])
-                if parts[-1] == b".wh..wh..opq":
-                    opaques.append(head)
-                else:
-                    whiteouts.append(b"/".join(parts[:-1] + [parts[-1][4:]]))
+                    return
+                yield entry
         finally:
             source.close()
+
+
+def layer_whiteouts(blob_path, media_type, limits=None):
+    """([whiteout target paths], [opaque directory paths]) of a layer blob, as bytes paths
+    relative to the rootfs."""
+    whiteouts, opaques = [], []
+    for entry in _layer_entries(blob_path, media_type, limits):
+        parts = _relative(entry.name).split(b"/")
+        if not parts[-1].startswith(b".wh."):
+            continue
+        head = b"/".join(parts[:-1])
+        if parts[-1] == b".wh..wh..opq":
+            opaques.append(head)
+        else:
+            whiteouts.append(b"/".join(parts[:-1] + [parts[-1][4:]]))
     return whiteouts, opaques
 
 
 def layer_lower_links(blob_path, media_type, limits=None):
     """The hardlink targets of a layer that the layer itself has not written before the
     link (bytes relative paths): files it links from lower layers."""
-    from .tarstream import HARDLINK, TarReader
-    from .unpacklimits import UnpackLimits
-    from .unpackstream import compression_of, open_source
+    from .tarstream import HARDLINK
     seen, lower = set(), []
-    with open(blob_path, "rb", buffering=0) as blob:
-        source = open_source(blob, compression_of(media_type))
-        try:
-            reader = TarReader(source, limits or UnpackLimits())
-            while True:
-                entry = reader.next_entry()
-                if entry is None:
-                    break
-                name = _relative(entry.name)
-                if entry.type == HARDLINK:
-                    target = _relative(entry.linkname)
-                    if target not in seen and target not in lower:
-                        lower.append(target)
-                seen.add(name)
-        finally:
-            source.close()
+    for entry in _layer_entries(blob_path, media_type, limits):
+        name = _relative(entry.name)
+        if entry.type == HARDLINK:
+            target = _relative(entry.linkname)
+            if target not in seen and target not in lower:
+                lower.append(target)
+        seen.add(name)
     return lower
 
 

@@ -23,7 +23,7 @@ import os
 
 from .. import jsonfast
 from ..errors import ConfigError, NotFound
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, fsync_dir
 from . import digest as _digest
 
 DEFAULT_ROOT = "/var/lib/edgert"
@@ -359,13 +359,8 @@ class Store:
         return result
 
     def _sync_dir(self, path):
-        if not self.sync:
-            return
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self.sync:
+            fsync_dir(path)
 
 
 def _hex(digest):

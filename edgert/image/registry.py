@@ -33,6 +33,9 @@ PLAUSIBLE_YEARS = (2024, 2100)
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
+PROBE_TIMEOUT = 3.0  # seconds for the TLS-or-plain probe of --tls-verify=false
+
+
 class RegistryError(EdgertError):
     """The registry could not be reached or answered something unusable."""
 
@@ -354,10 +357,13 @@ class Registry:
         import ssl
         host, port = _host_port(self.host)
         with socket.create_connection((host, port or 443), timeout=self.timeout) as sock:
+            # A plain-HTTP server may sit silent on a TLS hello, waiting for a request line:
+            # a short handshake deadline tells it apart without a 30 s stall.
+            sock.settimeout(min(self.timeout, PROBE_TIMEOUT))
             try:
                 with self._tls_context().wrap_socket(sock, server_hostname=host):
                     return "https"
-            except ssl.SSLError:
+            except (ssl.SSLError, socket.timeout, ConnectionResetError):
                 return "http"
 
     def _tls_context(self):

@@ -191,3 +191,32 @@ def test_redact_hides_every_form_of_a_secret():
     assert clean.count("***") == 5
     assert "ghp" not in repr(Credentials("u", "ghp_secret"))
     assert repr(Credentials("u", "ghp_secret")) == "Credentials('u', ***)"
+
+
+def test_tls_probe_does_not_stall_on_a_silent_plain_http_server(monkeypatch):
+    """--tls-verify=false probes TLS first; a plain-HTTP server that waits for a request line
+    never answers the TLS hello, and the probe must fall back to http quickly."""
+    import socket
+    import threading
+    import time
+    from edgert.image import registry
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def silent():
+        conn, _ = server.accept()
+        while conn.recv(4096):  # never answers: waits for a request line that never comes
+            pass
+        conn.close()
+    thread = threading.Thread(target=silent, daemon=True)
+    thread.start()
+    monkeypatch.setattr(registry, "PROBE_TIMEOUT", 0.3)
+    reg = registry.Registry("127.0.0.1:%d" % port, tls_verify=False)
+    start = time.monotonic()
+    try:
+        assert reg._probe_scheme() == "http"
+    finally:
+        server.close()
+    assert time.monotonic() - start < 5

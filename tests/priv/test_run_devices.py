@@ -233,9 +233,10 @@ def ip(*args, check=True):
 
 
 def make_host_interface(name):
-    """A virtual interface in the host netns: dummy if the kernel has it, else ifb or veth.
+    """A virtual interface in the host netns: dummy if the kernel has it, else veth or ifb
+    (ifb last: loading its module makes ifb0 and ifb1 appear as a side effect).
     Returns the kind; the caller deletes ``name``."""
-    for kind, extra in (("dummy", []), ("ifb", []), ("veth", ["peer", "name", name + "p"])):
+    for kind, extra in (("dummy", []), ("veth", ["peer", "name", name + "p"]), ("ifb", [])):
         if ip("link", "add", name, "type", kind, *extra, check=False).returncode == 0:
             return kind
     pytest.skip("the kernel offers no dummy, ifb or veth interfaces")

@@ -334,6 +334,11 @@ def personality(persona):
     return _check(lib.ert_personality(persona), f"personality({persona:#x})")
 
 
+def syncfs(fd):
+    """Flushes the whole filesystem holding ``fd`` (one call instead of an fsync per file)."""
+    _check(lib.ert_syncfs(fd), f"syncfs fd {fd}")
+
+
 def ioprio_set(which, who, ioprio):
     _check(lib.ert_ioprio_set(which, who, ioprio), f"ioprio_set({which}, {who}, {ioprio:#x})")
 

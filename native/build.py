@@ -62,6 +62,7 @@ long ert_bpf_prog_query(int target_fd, uint32_t attach_type, uint32_t *ids,
 long ert_bpf_prog_get_fd_by_id(uint32_t prog_id);
 long ert_personality(unsigned long persona);
 long ert_ioprio_set(int which, int who, int ioprio);
+long ert_syncfs(int fd);
 long ert_sched_setattr(int pid, uint32_t policy, uint64_t flags, int32_t nice,
                        uint32_t priority, uint64_t runtime, uint64_t deadline,
                        uint64_t period);

@@ -307,6 +307,11 @@ long ert_personality(unsigned long persona)
     return ert_result(syscall(SYS_personality, persona));
 }
 
+long ert_syncfs(int fd)
+{
+    return ert_result(syscall(SYS_syncfs, fd));
+}
+
 long ert_ioprio_set(int which, int who, int ioprio)
 {
     return ert_result(syscall(SYS_ioprio_set, which, who, ioprio));

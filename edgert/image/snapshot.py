@@ -648,21 +648,14 @@ def _disk_usage(path):
 
 
 def _sync_tree(path):
-    """fsyncs every file and directory below ``path`` before the rename publishes it."""
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in filenames:
-            full = os.path.join(dirpath, name)
-            if os.path.isfile(full) and not os.path.islink(full):
-                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        fd = os.open(dirpath, _DIR_FLAGS)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """Makes everything below ``path`` durable before the rename publishes it: one syncfs of
+    its filesystem (an fsync per file costs minutes on flash for a 10k-file layer)."""
+    from .. import native
+    fd = os.open(path, _DIR_FLAGS)
+    try:
+        native.syncfs(fd)
+    finally:
+        os.close(fd)
 
 
 def _locked(path):

@@ -641,3 +641,14 @@ def test_import_pulls_in_only_the_shim(native_built):
     site_done = out.index("| site\n")
     modules = {line.split("|")[2].strip() for line in out[site_done:].splitlines()[1:]}
     assert modules <= {"edgert", "edgert.native", "edgert._native", "_cffi_backend", "errno"}
+
+
+def test_syncfs_flushes_and_names_a_bad_fd(n):
+    fd = os.open("/tmp", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        n.syncfs(fd)
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as e:
+        n.syncfs(9999)
+    assert e.value.errno == errno.EBADF and "syncfs fd 9999" in str(e.value)

@@ -61,7 +61,6 @@ def preload(plan):
         import fcntl  # noqa: F401
         import struct  # noqa: F401
         import termios  # noqa: F401
-    import _signal  # noqa: F401
 
 
 # --- mount namespace ------------------------------------------------------------------------

@@ -95,9 +95,9 @@ class Plan:
             propagation=None, console_fd=None, console_size=None, terminal=False,
             rlimits=[], rlimit_names={}, ioprio=None, sched=None, personality=None,
             user=None, cap_effective=0, cap_permitted=0, cap_inheritable=0,
-            bounding_drop=[], ambient=[], no_new_privs=False, seccomp=None, seccomp_cfg=None,
+            bounding_drop=[], ambient=[], skipped_ambient=[], no_new_privs=False, seccomp=None, seccomp_cfg=None,
             init_fd=-1, idmap_userns={},
-            init_args=[], env=[], cwd="/", umask=0o022, args=[], hooks={}, state_json=None,
+            env=[], cwd="/", umask=0o022, args=[], hooks={}, state_json=None,
             wait_start=False, cpu_affinity=None)
 
 
@@ -409,6 +409,7 @@ class Runtime:
         bundle = os.path.abspath(bundle)
         config = spec.load(bundle)
         plan = plan_create(container_id, config, bundle)
+        self._warn_skipped(container_id, plan)
         if plan.terminal and not console_socket and not proxy_tty:
             raise ConfigError("process.terminal is true but no --console-socket was given (a "
                               "detached container needs one to hand its terminal to)")
@@ -608,6 +609,12 @@ class Runtime:
         finally:
             os.close(fd)
         self._poststart(container_id, st)
+
+    def _warn_skipped(self, container_id, plan):
+        if plan.skipped_ambient:
+            self.log("container %s: ambient capabilities %s skipped: they are not in both the "
+                     "permitted and inheritable sets" % (container_id,
+                                                         ", ".join(plan.skipped_ambient)))
 
     def _start_hooks(self, container_id, st, hooks):
         """startContainer hooks run inside the container's namespaces (their paths resolve in
@@ -859,6 +866,7 @@ class Runtime:
         plan = Plan()
         plan_process(plan, process, linux.get("seccomp"))
         plan.seccomp = compile_seccomp(plan)
+        self._warn_skipped(container_id, plan)
         if plan.terminal and not console_socket:
             raise ConfigError("exec --tty needs --console-socket")
         plan.ns_join = join_paths(st)

@@ -170,3 +170,14 @@ def test_copy_tree_keeps_modes_owners_links_and_nodes(tmp_path):
     assert os.readlink(dst / "link") == "sub/f"
     assert os.path.exists(dst / "fifo") and not os.path.isfile(dst / "fifo")
     assert os.stat(dst).st_mode & 0o777 == 0o711
+
+
+def test_ambient_caps_that_cannot_be_raised_are_skipped_and_named():
+    from edgert.runtime.container import Plan, plan_process
+    plan = Plan()
+    caps = ["CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    plan_process(plan, {"args": ["x"], "capabilities": {
+        "bounding": caps, "effective": caps, "permitted": caps,
+        "inheritable": ["CAP_KILL"], "ambient": caps}}, None)
+    assert plan.ambient == [5]  # CAP_KILL
+    assert plan.skipped_ambient == ["CAP_NET_BIND_SERVICE"]

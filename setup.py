@@ -62,7 +62,7 @@ setup(
     cffi_modules=["native/build.py:ffibuilder"],
     # Our own launchers instead of entry points: the generic wrapper imports re, and they run
     # with -I -S to start fast on slow router CPUs (see bin/edgert-oci).
-    scripts=["bin/edgert", "bin/edgert-oci"],
+    scripts=["bin/edgert", "bin/edgert-oci", "bin/edgertd"],
     cmdclass={"build_py": BuildWithInit, "build_scripts": CopyScripts},
     zip_safe=False,
 )

@@ -5,13 +5,14 @@ it as a real container."""
 import os
 import sys
 
-USAGE = """usage: edgert COMMAND ...
+USAGE = """usage: edgert [--root DIR] [--run-dir DIR] [--socket PATH] COMMAND ...
 
-commands:
+local commands (no daemon needed):
   oci ...            the runc-compatible OCI command line (same as edgert-oci)
   image ...          images: pull, import, ls, inspect, rm, prune, df, unpack
   demo [--dir DIR]   build a busybox container from this machine's busybox-static and run it
   version            print the version
+
 """
 
 DEMO_SCRIPT = ("echo \"hello from edgert: $(uname -m) container, hostname $(hostname), "
@@ -42,11 +43,39 @@ def demo(argv):
     return rt.run("edgert-demo-%d" % os.getpid(), bundle)
 
 
+GLOBAL_OPTIONS = {"--root": "EDGERT_ROOT", "--run-dir": "EDGERT_RUN_DIR",
+                  "--socket": "EDGERT_SOCKET"}
+
+
+def take_global_options(argv):
+    """--root, --run-dir and --socket before the command become the environment variables
+    every part reads (the image store, the client's socket path)."""
+    argv = list(argv)
+    while argv and argv[0].partition("=")[0] in GLOBAL_OPTIONS:
+        name, eq, value = argv.pop(0).partition("=")
+        if not eq:
+            if not argv:
+                raise SystemExit("edgert: %s needs a value" % name)
+            value = argv.pop(0)
+        os.environ[GLOBAL_OPTIONS[name]] = os.path.abspath(value) if name != "--socket" \
+            else value
+    return argv
+
+
 def main(argv):
     from .errors import EdgertError
+    argv = take_global_options(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        sys.stdout.write(USAGE)
+        from .client.commands import USAGE as DAEMON_USAGE
+        sys.stdout.write(USAGE + DAEMON_USAGE.partition("\n\n")[2])
         return 0 if argv else 2
+    if argv[0] == "console":
+        from .client.console import main as console_main
+        return console_main(argv[1:])
+    from .client.commands import COMMANDS
+    if argv[0] in COMMANDS:
+        from .client.commands import run
+        return run(argv)
     if argv[0] == "oci":
         from .oci.cli import main as oci_main
         return oci_main(argv[1:])

@@ -361,3 +361,16 @@ def set_mempolicy(mode, nodes, flags=0):
     mask = ffi.new("unsigned long[]", words)
     # The kernel reads maxnode - 1 bits (a historical off-by-one).
     _check(lib.ert_set_mempolicy(mode | flags, mask, len(words) * bits + 1), op)
+
+
+# -- clock -------------------------------------------------------------------
+
+def adjtimex_read():
+    """(clock state, status flags, synced) from adjtimex(2) with modes 0, which changes nothing.
+
+    synced: the state is not TIME_ERROR and STA_UNSYNC is clear, as an NTP client that
+    disciplines the clock leaves them.
+    """
+    status = ffi.new("int *")
+    state = _check(lib.ert_adjtimex_read(status), "adjtimex (read)")
+    return state, status[0], state != lib.TIME_ERROR and not status[0] & lib.STA_UNSYNC

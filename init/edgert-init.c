@@ -9,6 +9,9 @@
  *
  * The runtime has already set up everything else (namespaces, mounts, user,
  * capabilities, seccomp, stdio) before it executes this program.
+ *
+ * With `-s FD` init also leaves an exit record in FD (a file) just before it
+ * exits, for a supervisor that cannot wait for it (not its parent).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -55,10 +58,12 @@ struct options {
 	int wait_for_start;
 	int verbose;
 	unsigned grace_seconds;
+	int record_fd;
 	char **argv;
 };
 
 static int verbose;
+static int record_fd = -1; /* -s: where the exit record goes, or -1 */
 
 /* Appends text to a log line, truncating at the end of the buffer. */
 static size_t append(char *line, size_t len, size_t size, const char *text)
@@ -129,7 +134,7 @@ static void log_debug(const char *fmt, ...)
 
 static int usage(void)
 {
-	log_error("usage: edgert-init [-w] [-v] [-t SECONDS] [--] PROG [ARGS...]");
+	log_error("usage: edgert-init [-w] [-v] [-t SECONDS] [-s FD] [--] PROG [ARGS...]");
 	return -1;
 }
 
@@ -162,6 +167,19 @@ static int parse_seconds(const char *text, unsigned *seconds)
 	return 0;
 }
 
+/* The record fd must be open and above stdio, which the workload inherits. */
+static int parse_record_fd(const char *text, int *fd)
+{
+	long value = parse_number(text, INT32_MAX);
+
+	if (value <= STDERR_FILENO || fcntl(value, F_SETFD, FD_CLOEXEC) < 0) {
+		log_error("-s %s: want an open fd above 2", text);
+		return -1;
+	}
+	*fd = value;
+	return 0;
+}
+
 static int parse_options(int argc, char **argv, struct options *opt)
 {
 	int i;
@@ -169,6 +187,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 	opt->wait_for_start = 0;
 	opt->verbose = 0;
 	opt->grace_seconds = DEFAULT_GRACE_SECONDS;
+	opt->record_fd = -1;
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "--")) {
 			i++;
@@ -179,6 +198,9 @@ static int parse_options(int argc, char **argv, struct options *opt)
 			opt->verbose = 1;
 		} else if (!strcmp(argv[i], "-t") && i + 1 < argc) {
 			if (parse_seconds(argv[++i], &opt->grace_seconds) < 0)
+				return -1;
+		} else if (!strcmp(argv[i], "-s") && i + 1 < argc) {
+			if (parse_record_fd(argv[++i], &opt->record_fd) < 0)
 				return -1;
 		} else {
 			return usage();
@@ -197,6 +219,45 @@ static int make_undumpable(void)
 	prctl(PR_SET_NAME, (unsigned long)"edgert-init", 0, 0, 0);
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
 		log_error("prctl(PR_SET_DUMPABLE): %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The exit record: one line ("exited 3", "signaled 9", "reboot"...) at offset 0
+ * of the -s file, replacing what was there. Written last on every path init
+ * controls, so an empty record means init was killed. See README.md.
+ */
+static void write_record(const char *what, int number)
+{
+	char line[32];
+	size_t len;
+
+	if (record_fd < 0)
+		return;
+	len = append(line, 0, sizeof(line), what);
+	if (number >= 0) {
+		len = append(line, len, sizeof(line), " ");
+		len = append_int(line, len, sizeof(line), number);
+	}
+	len = append(line, len, sizeof(line), "\n");
+	if (pwrite(record_fd, line, len, 0) != (ssize_t)len || ftruncate(record_fd, len) < 0)
+		log_error("exit record: %s", strerror(errno));
+}
+
+/* Before init, only its forked child writes a record: when the exec of PROG failed. */
+static int record_written(void)
+{
+	char byte;
+
+	return record_fd >= 0 && pread(record_fd, &byte, 1, 0) == 1;
+}
+
+static int clear_record(void)
+{
+	if (record_fd >= 0 && ftruncate(record_fd, 0) < 0) {
+		log_error("-s %d: %s", record_fd, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -228,7 +289,7 @@ static int close_fds_listed_in_proc(void)
 			struct linux_dirent64 *entry = (struct linux_dirent64 *)(buf + offset);
 			long fd = parse_number(entry->d_name, INT32_MAX);
 
-			if (fd > STDERR_FILENO && fd != dir)
+			if (fd > STDERR_FILENO && fd != dir && fd != record_fd)
 				close(fd);
 			offset += entry->d_reclen;
 		}
@@ -237,11 +298,20 @@ static int close_fds_listed_in_proc(void)
 	return len < 0 ? -1 : 0;
 }
 
+/* Closes first..last (inclusive); with close_range when the kernel has it. */
+static int close_range_of(unsigned first, unsigned last)
+{
+	return first > last ? 0 : syscall(SYS_close_range, first, last, 0);
+}
+
+/* Every fd above stderr but the exit record (which the workload never gets: FD_CLOEXEC). */
 static int close_fds_above_stderr(void)
 {
 	long fd, max;
+	unsigned keep = record_fd < 0 ? ~0U : (unsigned)record_fd;
 
-	if (syscall(SYS_close_range, STDERR_FILENO + 1, ~0U, 0) == 0)
+	if (close_range_of(STDERR_FILENO + 1, keep - 1) == 0 &&
+	    (keep == ~0U || close_range_of(keep + 1, ~0U) == 0))
 		return 0;
 	if (close_fds_listed_in_proc() == 0)
 		return 0;
@@ -251,7 +321,8 @@ static int close_fds_above_stderr(void)
 		return -1;
 	}
 	for (fd = STDERR_FILENO + 1; fd < max; fd++)
-		close(fd);
+		if (fd != record_fd)
+			close(fd);
 	return 0;
 }
 
@@ -390,18 +461,22 @@ static int take_terminal(void)
 	return 0;
 }
 
-/* Runs in the child: never returns. */
+/* Runs in the child: never returns. It writes the record itself when exec fails, which tells
+ * init that this 126/127 is not the workload's own exit code. */
 static void exec_workload(char **argv)
 {
-	int err;
+	int code;
 
-	if (take_terminal() < 0)
+	if (take_terminal() < 0) {
+		write_record("exec-failed", EXIT_CANNOT_EXECUTE);
 		_exit(EXIT_CANNOT_EXECUTE);
+	}
 	unblock_signals();
 	execvp(argv[0], argv);
-	err = errno;
-	log_error("exec %s: %s", argv[0], strerror(err));
-	_exit(err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE);
+	code = errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE;
+	log_error("exec %s: %s", argv[0], strerror(errno));
+	write_record("exec-failed", code);
+	_exit(code);
 }
 
 static int spawn(char **argv, pid_t *child)
@@ -423,6 +498,16 @@ static int exit_code(int status)
 	if (WIFSIGNALED(status))
 		return EXIT_SIGNAL_BASE + WTERMSIG(status);
 	return WEXITSTATUS(status);
+}
+
+static void record_workload_exit(int status)
+{
+	if (record_written())
+		return;
+	if (WIFSIGNALED(status))
+		write_record("signaled", WTERMSIG(status));
+	else
+		write_record("exited", WEXITSTATUS(status));
 }
 
 /*
@@ -487,6 +572,13 @@ static int reboot_command(int sig)
 	return sig == SIGUSR2 ? RB_POWER_OFF : RB_HALT_SYSTEM;
 }
 
+static const char *reboot_record(int sig)
+{
+	if (sig == SIGTERM)
+		return "reboot";
+	return sig == SIGUSR2 ? "poweroff" : "halt";
+}
+
 /*
  * A reboot request comes from inside our own pid namespace, to pid 1. Without
  * CAP_SYS_BOOT reboot(2) cannot work, so the signal is then an ordinary one.
@@ -548,9 +640,17 @@ static int reboot_container(int sig, unsigned grace_seconds)
 	log_debug("reboot requested by signal %d", sig);
 	end_namespace(grace_seconds);
 	sync();
+	write_record(reboot_record(sig), -1);
 	reboot(reboot_command(sig));
 	log_error("reboot after signal %d: %s", sig, strerror(errno));
+	write_record("signaled", sig);
 	return EXIT_SIGNAL_BASE + sig;
+}
+
+static int init_failed(void)
+{
+	write_record("init-failed", -1);
+	return EXIT_INIT_FAILED;
 }
 
 /* Returns init's exit status once the workload is gone. */
@@ -561,10 +661,11 @@ static int supervise(pid_t workload, const sigset_t *wait_set, unsigned grace_se
 
 	for (;;) {
 		if (next_signal(wait_set, &info) < 0)
-			return EXIT_INIT_FAILED;
+			return init_failed();
 		if (info.si_signo == SIGCHLD) {
 			if (reap_zombies(workload, &status) == 1) {
 				log_debug("workload exited, status %d", exit_code(status));
+				record_workload_exit(status);
 				return exit_code(status);
 			}
 		} else if (is_reboot_request(&info)) {
@@ -582,21 +683,24 @@ int main(int argc, char **argv)
 	pid_t workload;
 	int sig;
 
-	if (make_undumpable() < 0)
-		return EXIT_INIT_FAILED;
+	/* Options first (no side effects) so every failure after them can be recorded. */
 	if (parse_options(argc, argv, &opt) < 0)
 		return EXIT_USAGE;
 	verbose = opt.verbose;
-	if (close_fds_above_stderr() < 0 || block_signals(&wait_set) < 0)
-		return EXIT_INIT_FAILED;
+	record_fd = opt.record_fd;
+	if (make_undumpable() < 0 || clear_record() < 0 || close_fds_above_stderr() < 0 ||
+	    block_signals(&wait_set) < 0)
+		return init_failed();
 	if (opt.wait_for_start) {
 		sig = wait_for_start(&wait_set);
 		if (sig < 0)
-			return EXIT_INIT_FAILED;
-		if (sig > 0)
+			return init_failed();
+		if (sig > 0) {
+			write_record("signaled", sig);
 			return EXIT_SIGNAL_BASE + sig;
+		}
 	}
 	if (spawn(opt.argv, &workload) < 0)
-		return EXIT_INIT_FAILED;
+		return init_failed();
 	return supervise(workload, &wait_set, opt.grace_seconds);
 }

@@ -32,6 +32,8 @@ CDEF = """
 #define PR_CAP_AMBIENT_IS_SET ...
 #define PR_CAP_AMBIENT_RAISE ...
 #define PR_CAP_AMBIENT_CLEAR_ALL ...
+#define TIME_ERROR ...
+#define STA_UNSYNC ...
 
 long ert_unshare(int flags);
 long ert_setns(int fd, int nstype);
@@ -74,6 +76,7 @@ long ert_move_mount(int from_dirfd, const char *from_path, int to_dirfd,
 long ert_mount_setattr(int dirfd, const char *path, unsigned int flags,
                        uint64_t attr_set, uint64_t attr_clr,
                        uint64_t propagation, uint64_t userns_fd);
+long ert_adjtimex_read(int *status);
 """
 
 

@@ -21,6 +21,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/timex.h>
 #include <linux/bpf.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -354,4 +355,19 @@ long ert_mount_setattr(int dirfd, const char *path, unsigned int flags,
 
     return ert_result(syscall(SYS_mount_setattr, dirfd, path, flags, &attr,
                               sizeof attr));
+}
+
+/* Read-only adjtimex (modes 0): the clock state (TIME_OK...TIME_ERROR) and
+ * the status flags, for "is the clock NTP-synced". */
+long ert_adjtimex_read(int *status)
+{
+    struct timex tx;
+    int state;
+
+    memset(&tx, 0, sizeof tx);
+    state = adjtimex(&tx);
+    if (state < 0)
+        return -errno;
+    *status = tx.status;
+    return state;
 }

@@ -18,11 +18,14 @@ commands:
   import REF [--name NAME] [--arch A] [--quiet|--json]
                                                 add an oci:, oci-archive: or docker-archive: image
   ls [--json]                                   list images
-  inspect IMAGE                                 print an image's record and config as JSON
-  rm IMAGE...                                   remove images (content goes with prune)
+  inspect IMAGE [--arch A]                      print an image's record and config as JSON
+  rm IMAGE... [--arch A]                        remove images (content goes with prune)
   prune [--json]                                remove content no image or container uses
   df [--json]                                   show space used and reclaimable
-  unpack IMAGE DEST                             write the flattened rootfs to DEST
+  unpack IMAGE DEST [--arch A]                  write the flattened rootfs to DEST
+
+A store holds one record per image name and architecture; inspect, rm and unpack choose
+this machine's architecture unless --arch names another.
 
 options for every command:
   --root DIR               the store (default /var/lib/edgert)
@@ -187,10 +190,10 @@ def _summary(record, store):
 
 
 def cmd_inspect(options, args, stdout, stderr):
-    _want(args, 1, "inspect IMAGE")
+    _want(args, 1, "inspect IMAGE [--arch A]")
     from .manifest import MAX_CONFIG_SIZE
     store = _store(options)
-    record = store.get_image(args[0])
+    record = store.get_image(args[0], options.get("arch"))
     doc = record.as_dict()
     doc["image_config"] = jsonfast.loads(store.read_blob(record.config,
                                                          MAX_CONFIG_SIZE).decode("utf-8"))
@@ -199,10 +202,10 @@ def cmd_inspect(options, args, stdout, stderr):
 
 def cmd_rm(options, args, stdout, stderr):
     if not args:
-        raise UsageError("usage: edgert image rm IMAGE...")
+        raise UsageError("usage: edgert image rm IMAGE... [--arch A]")
     from .pull import remove
-    for record in remove(_store(options), args):
-        stdout.write("removed %s\n" % record.name)
+    for record in remove(_store(options), args, options.get("arch")):
+        stdout.write("removed %s (%s)\n" % (record.name, record.arch))
 
 
 def cmd_prune(options, args, stdout, stderr):
@@ -237,10 +240,10 @@ def cmd_df(options, args, stdout, stderr):
 
 
 def cmd_unpack(options, args, stdout, stderr):
-    _want(args, 2, "unpack IMAGE DEST")
+    _want(args, 2, "unpack IMAGE DEST [--arch A]")
     from .pull import unpack
     store = _store(options)
-    unpack(store, args[0], args[1], _snapshots(store))
+    unpack(store, args[0], args[1], _snapshots(store), arch=options.get("arch"))
 
 
 _VERBS = {"pull": cmd_pull, "import": cmd_import, "ls": cmd_ls, "inspect": cmd_inspect,

@@ -8,7 +8,11 @@ A pull: resolve the reference to one manifest for the architecture, store manife
 config, fetch every layer blob the store lacks (a layer whose snapshot already exists is
 not fetched either: unchanged layers are never downloaded again), extract each layer once
 into its chain-ID snapshot, then write the image record (last, so a record implies
-complete content).
+complete content). Records are per (name, architecture): pulling a name for another
+architecture adds a record beside the first.
+
+``unpack`` flattens the snapshots into a directory (a copy: the layers are not extracted a
+second time) and extracts the layer blobs only when the snapshots are missing.
 """
 
 import os
@@ -53,6 +57,7 @@ def pull(store, reference, arch=None, creds=None, authfile=None, tls_verify=True
             _event(progress, "resolved", image=str(ref), digest=resolved.digest, arch=arch,
                    message="%s: %s (%s)" % (ref, resolved.digest, arch))
             manifest = resolved.manifest
+            check_decoders(manifest.layers, ref)
             store.write_blob(resolved.manifest_bytes, resolved.digest)
             store.write_blob(resolved.config_bytes, manifest.config.digest,
                              manifest.config.size)
@@ -146,6 +151,7 @@ def store_image(store, name, manifest_bytes, manifest_digest, config_bytes, laye
     config = _manifest.parse_config(config_bytes, len(doc.layers),
                                     name="image %s: config" % name)
     _manifest.check_config_platform(config, arch, name)
+    check_decoders(doc.layers, name)
     with store.adding():
         store.write_blob(manifest_bytes, manifest_digest)
         store.write_blob(config_bytes, doc.config.digest, doc.config.size)
@@ -166,27 +172,43 @@ def store_image(store, name, manifest_bytes, manifest_digest, config_bytes, laye
     return record
 
 
-def unpack(store, image, dest, snapshots=None, limits=None, policy=None):
-    """Writes the flattened rootfs of ``image`` (a name or digest) to the new directory
-    ``dest``, atomically: from the layer blobs ([LayerStats] returned), or copied from the
-    snapshots when the blobs were dropped (None returned)."""
-    record = store.get_image(image)
-    if all(store.has_blob(layer["digest"]) for layer in record.layers):
-        from .unpack import unpack_layers
-        return unpack_layers([(store.blob_path(layer["digest"]), layer["media_type"],
-                               layer["diff_id"]) for layer in record.layers],
-                             dest, limits, policy)
-    if snapshots is None or not record.chain_ids or not snapshots.exists(record.top_chain_id):
-        raise NotFound("image %s: layers are missing from the store: pull it again"
-                       % record.name)
-    snapshots.flatten(record.top_chain_id, dest)
-    return None
+def unpack(store, image, dest, snapshots=None, limits=None, policy=None, arch=None):
+    """Writes the flattened rootfs of ``image`` (a name or digest; ``arch``: see
+    Store.get_image) to the new directory ``dest``, atomically.
+
+    From the snapshots when the image's top snapshot is committed (a pull extracted every
+    layer once already: copying is cheaper than extracting again; None returned), else from
+    the layer blobs ([LayerStats] returned). Both give the same tree (tests compare them).
+    Holds the store's shared lock, so a prune cannot remove what is being read.
+    """
+    record = store.get_image(image, arch)
+    with store.adding():
+        if (snapshots is not None and record.chain_ids
+                and snapshots.exists(record.top_chain_id)):
+            snapshots.flatten(record.top_chain_id, dest)
+            return None
+        if all(store.has_blob(layer["digest"]) for layer in record.layers):
+            from .unpack import unpack_layers
+            return unpack_layers([(store.blob_path(layer["digest"]), layer["media_type"],
+                                   layer["diff_id"]) for layer in record.layers],
+                                 dest, limits, policy)
+    raise NotFound("image %s (%s): layers are missing from the store: pull it again"
+                   % (record.name, record.arch))
 
 
-def remove(store, names):
-    """Removes the image records ``names``; their content goes with the next prune."""
+def remove(store, names, arch=None):
+    """Removes the image records ``names`` for ``arch`` (see Store.get_image); their
+    content goes with the next prune."""
     with store.deleting():
-        return [store.remove_image(name) for name in names]
+        return [store.remove_image(name, arch) for name in names]
+
+
+def check_decoders(layers, image):
+    """Fails before anything is fetched when a layer's compression cannot be decoded here."""
+    from .unpackstream import compression_of, require_zstd
+    for layer in layers:
+        if compression_of(layer.media_type) == "zstd":
+            require_zstd(layer.digest, image)
 
 
 def _short(digest):

@@ -14,6 +14,9 @@ Layout under the store root::
     active/KEY/info.json      {"key", "parent", "backend"}
     active/KEY/upper, work    overlay backend: the container's writable layer
     active/KEY/rootfs         copy backend: a private flattened copy of the parent chain
+    l/SHORT                   symlink to ../snapshots/HEX/fs: a short lowerdir name
+    flat/HEX                  the flattened view of chain HEX: the bottom lowerdir of
+                              overlays whose chain is too long for one mount (see below)
 
 Lifecycle: ``commit_layer`` extracts into ``snapshots/.tmp-HEX-PID``, renames it to
 ``snapshots/HEX`` and writes ``complete`` last, so an unpack killed at any point leaves no
@@ -22,11 +25,17 @@ snapshot that looks complete (the next one removes the debris and extracts again
 ``mounts_for(key)`` returns them again; ``remove(key)`` deletes the active snapshot.
 
 Backends: "overlay" returns one overlay mount (lowerdir = the parent chain, topmost first;
-upperdir/workdir per container); "copy" flattens the chain into the container's directory
-and returns a bind mount, for kernels without overlayfs. As root, overlay whiteouts (0/0
-character devices) and opaque markers (trusted.overlay.opaque) are also written into ``fs``
-so overlayfs hides lower content; the copy backend skips those and applies the whiteouts
-file instead.
+upperdir/workdir per container). mount(2) takes at most a page of options and overlayfs
+at most 500 lowerdirs: a chain whose snapshot paths do not fit is named through short
+symlinks under ``l/`` (about 30 bytes a layer under /var/lib/edgert, as Docker's overlay2
+does), and one whose short names still do not fit keeps its top layers and has
+``prepare`` merge the rest into one flattened snapshot under ``flat/`` (shared by every
+container of that chain, removed by prune when none uses it). "copy" flattens the chain
+into the container's directory and returns a bind mount, for kernels without overlayfs.
+As root, overlay whiteouts (0/0 character devices) and opaque markers
+(trusted.overlay.opaque) are also written into ``fs`` so overlayfs hides lower content
+(the directory keeps its mtime: the marker is not the layer's change); the copy backend
+skips those and applies the whiteouts file instead.
 """
 
 import errno
@@ -42,6 +51,8 @@ from .unpackfs import empty_dir_at, remove_tree_at
 BACKENDS = ("overlay", "copy")
 # Mount option data is one page; longer lowerdir lists need shorter paths.
 MAX_MOUNT_DATA = 4000
+MAX_LOWER_DIRS = 500  # overlayfs' OVL_MAX_STACK
+_SHORT_LINK = 10  # hex digits of a chain ID naming its link under l/ (more on a clash)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _COPY_XATTRS = ("user.", "security.capability")
 _OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -72,6 +83,8 @@ class Snapshotter:
         self.sync = sync
         self.snapshot_dir = os.path.join(self.root, "snapshots")
         self.active_dir = os.path.join(self.root, "active")
+        self.link_dir = os.path.join(self.root, "l")
+        self.flat_dir = os.path.join(self.root, "flat")
         for path in (self.snapshot_dir, self.active_dir):
             os.makedirs(path, 0o700, exist_ok=True)
 
@@ -143,7 +156,8 @@ class Snapshotter:
                 raise
             info = {"chain_id": chain_id, "parent": parent, "size": size,
                     "whiteouts": hidden is not None, "overlay_markers": markers,
-                    "diff_id": getattr(stats, "diff_id", None)}
+                    "diff_id": getattr(stats, "diff_id", None),
+                    "root_entry": b"" in getattr(stats, "explicit_dirs", ())}
             atomic_write(os.path.join(final, "complete"), jsonfast.dumps(info), 0o600, self.sync)
             return info
         finally:
@@ -160,7 +174,7 @@ class Snapshotter:
         """
         from .unpack import LayerError, apply_layer
 
-        def apply(fs_dir):
+        def extract(fs_dir):
             try:
                 return apply_layer(blob_path, media_type, fs_dir, limits, diff_id, policy)
             except LayerError as e:
@@ -174,10 +188,72 @@ class Snapshotter:
             self._copy_up(parent, layer_lower_links(blob_path, media_type, limits), fs_dir)
             return apply_layer(blob_path, media_type, fs_dir, limits, diff_id, policy)
 
+        def apply(fs_dir):
+            stats = extract(fs_dir)
+            if parent is not None:
+                self._inherit_dirs(parent, fs_dir, stats.explicit_dirs)
+            return stats
+
         def scan():
             return layer_whiteouts(blob_path, media_type, limits)
 
         return self.commit_layer(chain_id, parent, apply, scan)
+
+    def _inherit_dirs(self, parent, fs_dir, explicit):
+        """Gives each directory of ``fs_dir`` the layer made without an entry of its own
+        (a parent of something it adds) the mode, owner and xattrs the directory has in
+        the view of ``parent``, as extracting onto that view would have kept them: else
+        overlay and flatten would show 0755 root for a lower 1777 /tmp."""
+        chain = self.chain(parent)
+        hidden = {}
+        top = os.fsencode(fs_dir)
+        for dirpath, _, _ in os.walk(top):  # never descends into symlinks
+            rel = os.path.relpath(dirpath, top)
+            if rel == b"." or rel in explicit:
+                continue
+            self._inherit_dir(chain, rel, dirpath, hidden)
+
+    def _inherit_dir(self, chain, rel, dst, hidden):
+        """Copies the attributes of directory ``rel`` (bytes) in the view of ``chain``
+        (topmost first) onto ``dst``, when that view has a directory there. ``hidden``
+        caches each snapshot's (whiteout paths, opaque directories)."""
+        parts = rel.split(b"/")
+        ancestors = {b"/".join(parts[:i]) for i in range(1, len(parts))}
+        for chain_id in chain:
+            if chain_id not in hidden:
+                hidden[chain_id] = self._hidden(chain_id)
+            whiteouts, opaques = hidden[chain_id]
+            if rel in whiteouts or ancestors & whiteouts:
+                return
+            fs_fd = os.open(self.fs_path(chain_id), _DIR_FLAGS)
+            try:
+                fd = _open_beneath(fs_fd, parts[:-1])
+            finally:
+                os.close(fs_fd)
+            if fd is not None:
+                try:
+                    st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    st = None
+                try:
+                    if st is not None:
+                        if stat.S_ISDIR(st.st_mode):
+                            _copy_attributes("/proc/self/fd/%d/%s" % (fd, os.fsdecode(parts[-1])),
+                                             dst, st, times=False)
+                        return  # a non-directory (or whiteout marker) hides lower ones
+                finally:
+                    os.close(fd)
+            if ancestors & opaques:
+                return  # lower layers' content of an ancestor is hidden
+
+    def _hidden(self, chain_id):
+        """(set of whiteout paths, set of opaque directories) of a snapshot, as bytes."""
+        if not self.info(chain_id).get("whiteouts"):
+            return set(), set()
+        with open(os.path.join(self.path(chain_id), "whiteouts"), "rb") as f:
+            doc = jsonfast.loads(f.read().decode())
+        return ({os.fsencode(p) for p in doc["whiteouts"]},
+                {os.fsencode(p) for p in doc["opaques"]})
 
     def _copy_up(self, parent, paths, fs_dir):
         """Copies the files ``paths`` (bytes, relative) of the view of ``parent`` into
@@ -208,10 +284,9 @@ class Snapshotter:
                             dst = "/proc/self/fd/%d/%s" % (dst_dir, os.fsdecode(name))
                             _copy_file("/proc/self/fd/%d/%s" % (src_dir, os.fsdecode(name)),
                                        dst)
-                            if os.geteuid() == 0:
-                                os.chown(dst, st.st_uid, st.st_gid)
-                            os.chmod(dst, stat.S_IMODE(st.st_mode))
-                            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+                            _copy_attributes("/proc/self/fd/%d/%s" % (src_dir,
+                                                                      os.fsdecode(name)),
+                                             dst, st)
                         finally:
                             os.close(dst_dir)
                     finally:
@@ -253,10 +328,12 @@ class Snapshotter:
         if os.path.lexists(dest):
             raise StateError("unpack: %s already exists; remove it or choose another "
                              "destination" % dest)
+        from .unpack import remove_stale_temps
         chain = self.chain(chain_id)
         parent, name = os.path.split(dest)
+        os.makedirs(parent, exist_ok=True)  # like `umoci unpack` making the bundle directory
+        remove_stale_temps(parent, name)
         tmp = os.path.join(parent, ".%s.unpack-%d" % (name, os.getpid()))
-        self._remove_path(tmp)
         os.mkdir(tmp, 0o755)
         try:
             for each in reversed(chain):
@@ -286,21 +363,29 @@ class Snapshotter:
         tmp = os.path.join(self.active_dir, ".tmp-%s-%d" % (key, os.getpid()))
         self._remove_path(tmp)
         os.mkdir(tmp, 0o700)
+        flat_lock = None
         try:
+            info = {"key": key, "parent": parent, "backend": self.backend}
             if self.backend == "overlay":
                 os.mkdir(os.path.join(tmp, "upper"), 0o755)
                 os.mkdir(os.path.join(tmp, "work"), 0o700)
+                flat = self._overlay_layout(key, chain)[1]
+                if flat is not None:
+                    flat_lock = self._make_flat(flat)
+                    info["flat"] = flat
             else:
                 rootfs = os.path.join(tmp, "rootfs")
                 os.mkdir(rootfs, 0o755)
                 for chain_id in reversed(chain):
                     self._apply_snapshot(chain_id, rootfs)
-            info = {"key": key, "parent": parent, "backend": self.backend}
             atomic_write(os.path.join(tmp, "info.json"), jsonfast.dumps(info), 0o600, self.sync)
             os.rename(tmp, final)
         except BaseException:
             self._remove_path(tmp)
             raise
+        finally:
+            if flat_lock is not None:
+                os.close(flat_lock)  # the active snapshot now names it: prune keeps it
         return self.mounts_for(key)
 
     def active_info(self, key):
@@ -322,14 +407,83 @@ class Snapshotter:
         chain = self.chain(info["parent"]) if info["parent"] is not None else []
         if not chain:
             return [{"type": "bind", "source": upper, "options": ["rbind", "rw"]}]
-        lower = ":".join(self.fs_path(c) for c in chain)
-        options = ["lowerdir=" + lower, "upperdir=" + upper,
-                   "workdir=" + os.path.join(base, "work")]
-        if len(",".join(options)) > MAX_MOUNT_DATA:
-            raise Unsupported("active snapshot %r: %d layers make overlay options longer "
-                              "than a page: use a shorter --root or the copy backend"
-                              % (key, len(chain)))
-        return [{"type": "overlay", "source": "overlay", "options": options}]
+        lowers, flat = self._overlay_layout(key, chain, info.get("flat"))
+        if flat is not None and flat != info.get("flat"):
+            raise StateError("active snapshot %r: its layers no longer fit one overlay mount "
+                             "(was the store moved?): remove it and prepare it again" % key)
+        return [{"type": "overlay", "source": "overlay",
+                 "options": _overlay_options(lowers, base)}]
+
+    def _overlay_layout(self, key, chain, flat=None):
+        """(lowerdirs topmost first, chain ID of the flattened bottom or None) for ``chain``.
+
+        Snapshot paths when they fit in a mount; else short links; else the top layers'
+        links over the flattened rest (``flat``: the one prepare chose, if any).
+        """
+        base = os.path.join(self.active_dir, key)
+        if flat is None:
+            lowers = [self.fs_path(c) for c in chain]
+            if _fits(lowers, base):
+                return lowers, None
+            lowers = [self._short_link(c) for c in chain]
+            if _fits(lowers, base):
+                return lowers, None
+            keep = 0  # the most top layers that fit over one flattened snapshot
+            while (keep + 1 < len(chain)
+                   and _fits(lowers[:keep + 1] + [self.flat_path(chain[keep + 1])], base)):
+                keep += 1
+            flat = chain[keep]
+        keep = chain.index(flat)
+        return [self._short_link(c) for c in chain[:keep]] + [self.flat_path(flat)], flat
+
+    def _short_link(self, chain_id):
+        """``l/NAME``, a symlink to the snapshot's fs: the shortest unused prefix of its
+        hex ID (at least _SHORT_LINK digits) names it, or the one that names it already."""
+        hexid = _hex(chain_id)
+        target = os.path.join("..", "snapshots", hexid, "fs")
+        os.makedirs(self.link_dir, 0o700, exist_ok=True)
+        for length in range(_SHORT_LINK, len(hexid) + 1):
+            path = os.path.join(self.link_dir, hexid[:length])
+            try:
+                os.symlink(target, path)
+                return path
+            except FileExistsError:
+                try:
+                    if os.readlink(path) == target:
+                        return path
+                except OSError:
+                    pass  # not a link: a clash, try a longer name
+        raise StateError("snapshot %s: no free name under %s" % (chain_id, self.link_dir))
+
+    def flat_path(self, chain_id):
+        return os.path.join(self.flat_dir, _hex(chain_id))
+
+    def _make_flat(self, chain_id):
+        """Creates ``flat/HEX``, the flattened view of ``chain_id``, unless it exists;
+        returns an fd holding a shared flock on it (prune leaves it alone meanwhile)."""
+        os.makedirs(self.flat_dir, 0o700, exist_ok=True)
+        hexid = _hex(chain_id)
+        lock_fd = os.open(os.path.join(self.flat_dir, hexid + ".lock"),
+                          os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            final = self.flat_path(chain_id)
+            if not os.path.exists(final):
+                tmp = os.path.join(self.flat_dir, ".tmp-%s-%d" % (hexid, os.getpid()))
+                self._remove_path(tmp)
+                try:
+                    self.flatten(chain_id, tmp)
+                    if self.sync:
+                        _sync_tree(tmp)
+                    os.rename(tmp, final)
+                except BaseException:
+                    self._remove_path(tmp)
+                    raise
+            fcntl.flock(lock_fd, fcntl.LOCK_SH)  # other prepares of this chain may proceed
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return lock_fd
 
     def active(self):
         """{key: info} of every active snapshot."""
@@ -364,8 +518,10 @@ class Snapshotter:
         committed = self.committed()
         total = sum(i.get("size", 0) for i in committed.values())
         unused = sum(i.get("size", 0) for c, i in committed.items() if c not in needed)
-        debris = sum(_disk_usage(p) for p in self._debris())
-        return {"count": len(committed), "bytes": total + debris,
+        debris = sum(_disk_usage(p) for p in self._debris()
+                     + [path for path, _, _ in self._unused_flats()])
+        flats = _disk_usage(self.flat_dir)
+        return {"count": len(committed), "bytes": total + flats + debris,
                 "reclaimable": unused + debris, "active": len(self.active())}
 
     def prune(self, keep):
@@ -382,7 +538,48 @@ class Snapshotter:
         for path in self._debris():
             freed += _disk_usage(path)
             self._remove_path(path)
+        for path, lock_path, chain_id in self._unused_flats():
+            # Under the flat's lock, and checked again: a prepare may have just chosen it.
+            # The lock file stays: removing it could let two prepares lock different files.
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                if chain_id not in {i.get("flat") for i in self.active().values()}:
+                    freed += _disk_usage(path)
+                    self._remove_path(path)
+            finally:
+                os.close(fd)
+        self._remove_stale_links()
         return removed, freed
+
+    def _unused_flats(self):
+        """[(path, lock path, chain ID or None)] of flattened snapshots no active snapshot
+        uses, and of debris of interrupted ones (None), whose lock nobody holds."""
+        if not os.path.isdir(self.flat_dir):
+            return []
+        used = {i.get("flat") for i in self.active().values()}
+        found = []
+        for name in os.listdir(self.flat_dir):
+            if name.endswith(".lock"):
+                continue
+            temporary = name.startswith(".")  # .tmp-HEX-PID and flatten's own temp in it
+            hexid = name.lstrip(".")[4:68] if temporary else name
+            lock_path = os.path.join(self.flat_dir, hexid + ".lock")
+            if (temporary or "sha256:" + name not in used) and not _locked(lock_path):
+                found.append((os.path.join(self.flat_dir, name), lock_path,
+                              None if temporary else "sha256:" + name))
+        return found
+
+    def _remove_stale_links(self):
+        if not os.path.isdir(self.link_dir):
+            return
+        for name in os.listdir(self.link_dir):
+            path = os.path.join(self.link_dir, name)
+            if not os.path.exists(path):  # its snapshot is gone
+                _unlink(path)
 
     def _debris(self):
         """Temporary and marker-less snapshot directories nobody is writing right now."""
@@ -407,8 +604,9 @@ class Snapshotter:
         """Applies one committed snapshot onto the flattened ``rootfs``: hides what its
         whiteouts name, then copies its files over."""
         base = self.path(chain_id)
+        info = self.info(chain_id)
         skip = set()
-        if self.info(chain_id).get("whiteouts"):
+        if info.get("whiteouts"):
             with open(os.path.join(base, "whiteouts"), "rb") as f:
                 hidden = jsonfast.loads(f.read().decode())
             root_fd = os.open(rootfs, _DIR_FLAGS)
@@ -431,7 +629,10 @@ class Snapshotter:
                     skip.add(os.fsencode(path))
             finally:
                 os.close(root_fd)
-        _copy_tree(os.fsencode(os.path.join(base, "fs")), os.fsencode(rootfs), b"", skip, {})
+        fs = os.fsencode(os.path.join(base, "fs"))
+        _copy_tree(fs, os.fsencode(rootfs), b"", skip, {})
+        if info.get("root_entry"):  # the layer's "./" entry
+            _copy_attributes(fs, os.fsencode(rootfs), os.lstat(fs))
 
     def _remove_path(self, path):
         parent, name = os.path.split(path)
@@ -501,7 +702,6 @@ def _relative(name):
 def _copy_tree(src, dst, rel, skip, links):
     """Merges directory ``src`` into existing directory ``dst`` (never following symlinks).
     ``links`` maps (st_dev, st_ino) of multiply-linked files to their first copy."""
-    chown = os.geteuid() == 0
     with os.scandir(src) as it:
         names = sorted(os.fsencode(e.name) for e in it)
     for name in names:
@@ -540,12 +740,19 @@ def _copy_tree(src, dst, rel, skip, links):
                 os.mknod(d, stat.S_IFMT(mode) | 0o600, st.st_rdev)
             if st.st_nlink > 1:
                 links[(st.st_dev, st.st_ino)] = d
-        _copy_xattrs(s, d)
-        if chown:
-            os.chown(d, st.st_uid, st.st_gid, follow_symlinks=False)
-        if not stat.S_ISLNK(mode):
-            os.chmod(d, stat.S_IMODE(mode))
-        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        _copy_attributes(s, d, st)
+
+
+def _copy_attributes(src, dst, st, times=True):
+    """Xattrs, owner (as root), mode and (``times``) times of ``src`` (lstat ``st``) onto
+    ``dst``."""
+    _copy_xattrs(src, dst)
+    if os.geteuid() == 0:
+        os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    if times:
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def _copy_file(src, dst):
@@ -597,7 +804,10 @@ def _write_overlay_markers(fs_dir, whiteouts, opaques):
             head, _, name = path.rpartition(b"/")
             fd = _open_beneath(root_fd, head.split(b"/") if head else [], create=True)
             try:
+                before = os.fstat(fd)
                 os.mknod(name, stat.S_IFCHR | 0o600, 0, dir_fd=fd)
+                # the marker is not the layer's change: keep the directory's mtime
+                os.utime(fd, ns=(before.st_atime_ns, before.st_mtime_ns))
             except FileExistsError:
                 pass  # the layer itself put something here: it stays visible
             finally:
@@ -631,6 +841,17 @@ def _open_beneath(root_fd, parts, create=False):
     except BaseException:
         os.close(fd)
         raise
+
+
+def _overlay_options(lowers, base):
+    return ["lowerdir=" + ":".join(lowers), "upperdir=" + os.path.join(base, "upper"),
+            "workdir=" + os.path.join(base, "work")]
+
+
+def _fits(lowers, base):
+    """Whether an overlay of ``lowers`` fits one mount(2) call."""
+    return (len(lowers) <= MAX_LOWER_DIRS
+            and len(",".join(_overlay_options(lowers, base))) <= MAX_MOUNT_DATA)
 
 
 def _disk_usage(path):

@@ -7,7 +7,9 @@ Layout under the root (``/var/lib/edgert`` by default)::
     ingest/HEX.partial       downloads in progress (kept across crashes: the next pull resumes)
     ingest/HEX.lock          flock held by the one process writing that blob
     blobs/sha256/HEX         verified content; a name that exists is complete
-    images/NAMEHASH.json     one image record per name (see ``ImageRecord``)
+    images/KEYHASH.json      one image record per (name, architecture) (see ``ImageRecord``);
+                             records written before architectures were keyed are named by
+                             a hash of the name alone: still read, replaced on the next write
     snapshots/, active/      the snapshotter's (snapshot.py)
 
 Nothing counts references: what is in use is recomputed from the image records and the
@@ -31,7 +33,7 @@ CHUNK = 256 << 10
 
 
 class ImageRecord:
-    """What the store knows about one named image.
+    """What the store knows about one image name for one architecture (``arch``).
 
     ``layers``: [{"digest", "size", "media_type", "diff_id"}] lowest first; ``chain_ids`` the
     snapshot keys of each layer stack. ``dropped``: the compressed layer blobs were removed
@@ -237,47 +239,87 @@ class Store:
 
     # -- image records ------------------------------------------------------
 
-    def record_path(self, name):
-        # Names hold "/" and ":"; a hash of the name makes a safe, fixed-length file name.
-        return os.path.join(self.image_dir, hashlib.sha256(name.encode()).hexdigest()[:40]
+    def record_path(self, name, arch):
+        # Names hold "/" and ":"; a hash makes a safe, fixed-length file name. One record
+        # per (name, arch): a build host may hold the same image for several devices.
+        return self._hashed_path(name + "\n" + arch)
+
+    def _legacy_record_path(self, name):
+        """Where records keyed by name alone were written (still read)."""
+        return self._hashed_path(name)
+
+    def _hashed_path(self, key):
+        return os.path.join(self.image_dir, hashlib.sha256(key.encode()).hexdigest()[:40]
                             + ".json")
 
     def put_image(self, record):
-        atomic_write(self.record_path(record.name), jsonfast.dumps(record.as_dict()), 0o600,
-                     self.sync)
+        atomic_write(self.record_path(record.name, record.arch),
+                     jsonfast.dumps(record.as_dict()), 0o600, self.sync)
+        self._drop_legacy(record.name, record.arch)
 
-    def get_image(self, name):
-        """The record named ``name``, else one whose manifest digest or digest prefix
-        (at least 12 hex digits) is ``name``; NotFound otherwise."""
-        path = self.record_path(name)
+    def _drop_legacy(self, name, arch):
+        """Removes the name-keyed record of (name, arch), now held under its new key."""
+        legacy = self._legacy_record_path(name)
         try:
-            return self._load_record(path)
+            old = self._load_record(legacy)
+        except (FileNotFoundError, ConfigError):
+            return
+        if old.name == name and old.arch == arch:
+            _unlink(legacy)
+            self._sync_dir(self.image_dir)
+
+    def get_image(self, name, arch=None):
+        """The record of image ``name`` for ``arch`` (default: this machine's), else one whose
+        manifest digest or digest prefix (at least 12 hex digits) is ``name``.
+
+        NotFound when the store has no such image, or has it only for other architectures
+        (the message names them: choose one with ``arch``).
+        """
+        wanted_arch = _arch(arch)
+        try:
+            return self._load_record(self.record_path(name, wanted_arch))
         except FileNotFoundError:
             pass
+        named = [r for r in self.images() if r.name == name]
+        for record in named:
+            if record.arch == wanted_arch:
+                return record  # a record written before records were keyed by arch
+        if named:
+            arches = ", ".join(sorted({r.arch for r in named}))
+            raise NotFound("image %r is in the store %s for %s, not %s: choose one with --arch"
+                           % (name, self.root, arches, wanted_arch))
         wanted = name[7:] if name.startswith("sha256:") else name
         if len(wanted) >= 12 and not wanted.strip("0123456789abcdef"):
-            matches = [r for r in self.images() if r.digest[7:].startswith(wanted)]
+            matches = [r for r in self.images() if r.digest[7:].startswith(wanted)
+                       and (arch is None or r.arch == arch)]
             if len(matches) == 1 or len({r.digest for r in matches}) == 1 and matches:
                 return matches[0]
         raise NotFound("image %r is not in the store %s (see edgert image ls)"
                        % (name, self.root))
 
     def images(self):
-        """Every image record, sorted by name."""
-        records = []
+        """Every image record, sorted by name and architecture (one per pair)."""
+        records = {}
         for entry in sorted(os.listdir(self.image_dir)):
             if entry.endswith(".json") and not entry.startswith("."):
+                path = os.path.join(self.image_dir, entry)
                 try:
-                    records.append(self._load_record(os.path.join(self.image_dir, entry)))
+                    record = self._load_record(path)
                 except FileNotFoundError:
-                    pass  # removed meanwhile
-        records.sort(key=lambda r: r.name)
-        return records
+                    continue  # removed meanwhile
+                key = (record.name, record.arch)
+                # After a crash between writing a record under its new key and removing
+                # the legacy file, both exist: the new key wins.
+                if key not in records or path == self.record_path(*key):
+                    records[key] = record
+        return [records[key] for key in sorted(records)]
 
-    def remove_image(self, name):
-        """Removes the record ``name`` (its content goes with the next prune)."""
-        record = self.get_image(name)
-        _unlink(self.record_path(record.name))
+    def remove_image(self, name, arch=None):
+        """Removes the record ``name`` for ``arch`` (see get_image; its content goes with the
+        next prune)."""
+        record = self.get_image(name, arch)
+        _unlink(self.record_path(record.name, record.arch))
+        self._drop_legacy(record.name, record.arch)
         self._sync_dir(self.image_dir)
         return record
 
@@ -361,6 +403,12 @@ class Store:
     def _sync_dir(self, path):
         if self.sync:
             fsync_dir(path)
+
+
+def _arch(arch):
+    """edgert's name for ``arch`` (any alias), or this machine's."""
+    from .manifest import arch_name, host_arch
+    return arch_name(arch) if arch else host_arch(os.uname().machine)
 
 
 def _hex(digest):

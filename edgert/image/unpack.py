@@ -9,8 +9,8 @@ directory of lower content but keeps what this layer put there).
 
 Errors: LayerError (and its LimitExceeded, DiffIDMismatch) when the layer is at fault;
 UnpackFailed when the target filesystem is (full, read-only, I/O error): the blob is fine
-and a retry after freeing space may succeed; Unsupported for an unknown media type or a
-missing zstd program.
+and a retry after freeing space may succeed; Unsupported for an unknown media type or zstd
+with neither the zstandard module nor the zstd program.
 
 The atomicity contract: apply_layer() changes ``dest_dir`` in place and cannot undo what it
 did when it fails. Callers therefore extract into
@@ -79,7 +79,8 @@ def apply_layer(blob_path_or_fileobj, media_type, dest_dir, limits=None, diff_id
         inflate_in_child = (own and compression == "gzip" and (os.cpu_count() or 1) > 1
                             and bool(sys.executable) and os.fstat(blob.fileno()).st_size >= MiB)
     try:
-        source = open_source(blob, compression, blob.fileno() if inflate_in_child else None)
+        source = open_source(blob, compression, blob.fileno() if inflate_in_child else None,
+                             _layer_name(blob_path_or_fileobj, expected))
         try:
             reader = TarReader(source, limits, bytes_left)
             root = ConfinedRoot(dest_dir, use_openat2)
@@ -99,7 +100,18 @@ def apply_layer(blob_path_or_fileobj, media_type, dest_dir, limits=None, diff_id
     return stats
 
 
-def _remove_stale_temps(parent, name):
+def _layer_name(blob, diff_id):
+    """How errors name a layer: its digest when ``blob`` is a store path, else the path or
+    the diff ID."""
+    if isinstance(blob, (str, bytes, os.PathLike)):
+        base = os.path.basename(os.fsdecode(blob))
+        if len(base) == 64 and not base.strip("0123456789abcdef"):
+            return "sha256:" + base
+        return os.fsdecode(blob)
+    return diff_id or "(stream)"
+
+
+def remove_stale_temps(parent, name):
     """Temp trees of earlier unpacks of ``name`` whose process died (kill -9, power loss)."""
     prefix = ".%s.unpack-" % name
     for entry in os.listdir(parent):
@@ -126,7 +138,7 @@ def unpack_layers(layers, dest, limits=None, policy=None, *, use_openat2=None,
     limits = limits or UnpackLimits()
     parent, name = os.path.split(dest)
     os.makedirs(parent, exist_ok=True)  # like `umoci unpack` making the bundle directory
-    _remove_stale_temps(parent, name)
+    remove_stale_temps(parent, name)
     tmp = os.path.join(parent, ".%s.unpack-%d" % (name, os.getpid()))
     os.mkdir(tmp, 0o755)
     try:
@@ -239,16 +251,19 @@ class _Applier:
     # -- helpers ------------------------------------------------------------
 
     def _replace(self, pfd, base, path):
-        """Removes what is at ``base`` so a later duplicate entry can take its place."""
+        """Removes what is at ``base`` so a later duplicate entry can take its place;
+        returns the parent's fd to use from now on (removing a directory or symlink empties
+        the fd cache, which closes ``pfd``)."""
         st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             remove_tree_at(pfd, base)
             self._forget_dirs(path)
-            self.root.invalidate()
         else:
             os.unlink(base, dir_fd=pfd)
-            if stat.S_ISLNK(st.st_mode):
-                self.root.invalidate()
+            if not stat.S_ISLNK(st.st_mode):
+                return pfd
+        self.root.invalidate()
+        return self.root.split(path)[0]
 
     def _forget_dirs(self, path):
         prefix = path + b"/"
@@ -289,7 +304,7 @@ class _Applier:
         try:
             fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=pfd)
         except FileExistsError:
-            self._replace(pfd, base, path)
+            pfd = self._replace(pfd, base, path)
             fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=pfd)
         try:
             if size:
@@ -314,7 +329,7 @@ class _Applier:
             except FileExistsError:
                 st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
                 if not stat.S_ISDIR(st.st_mode):
-                    self._replace(pfd, base, path)
+                    pfd = self._replace(pfd, base, path)
                     os.mkdir(base, 0o700, dir_fd=pfd)
             fd = os.open(base, _DIR_OPEN, dir_fd=pfd)
         else:
@@ -327,6 +342,7 @@ class _Applier:
         finally:
             os.close(fd)
         self.dirs[path] = (entry.mode & self.mode_mask, entry.mtime_ns)
+        self.stats.explicit_dirs.add(path)
         self.stats.dirs += 1
 
     def _finish_dirs(self):
@@ -361,7 +377,7 @@ class _Applier:
         try:
             os.symlink(target, base, dir_fd=pfd)
         except FileExistsError:
-            self._replace(pfd, base, path)
+            pfd = self._replace(pfd, base, path)
             os.symlink(target, base, dir_fd=pfd)
         self._set_owner_time(pfd, base, entry)
         if entry.xattrs:
@@ -400,7 +416,7 @@ class _Applier:
                 mine = os.stat(base, dir_fd=pfd, follow_symlinks=False)
                 if (mine.st_dev, mine.st_ino) == (st.st_dev, st.st_ino):
                     return
-                self._replace(pfd, base, path)
+                pfd = self._replace(pfd, base, path)
                 os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         finally:
             os.close(tfd)
@@ -432,7 +448,7 @@ class _Applier:
         try:
             os.mknod(base, kind | 0o600, device, dir_fd=pfd)
         except FileExistsError:
-            self._replace(pfd, base, path)
+            pfd = self._replace(pfd, base, path)
             os.mknod(base, kind | 0o600, device, dir_fd=pfd)
         if self.chown:
             os.chown(base, entry.uid, entry.gid, dir_fd=pfd, follow_symlinks=False)

@@ -101,7 +101,7 @@ class LayerStats:
 
     __slots__ = ("diff_id", "tar_bytes", "entries", "files", "file_bytes", "dirs", "symlinks",
                  "hardlinks", "fifos", "devices", "devices_skipped", "whiteouts", "opaques",
-                 "xattrs", "xattrs_skipped", "notes")
+                 "xattrs", "xattrs_skipped", "explicit_dirs", "notes")
 
     def __init__(self):
         self.diff_id = None
@@ -109,6 +109,7 @@ class LayerStats:
         self.entries = self.files = self.file_bytes = self.dirs = self.symlinks = 0
         self.hardlinks = self.fifos = self.devices = self.devices_skipped = 0
         self.whiteouts = self.opaques = self.xattrs = self.xattrs_skipped = 0
+        self.explicit_dirs = set()  # paths of the layer's directory entries (b"": the root)
         self.notes = []
 
     def note(self, text):

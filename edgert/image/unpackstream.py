@@ -1,4 +1,8 @@
-"""Layer blobs to uncompressed tar chunks: gzip (zlib), zstd (the zstd program), or none.
+"""Layer blobs to uncompressed tar chunks: gzip (zlib), zstd, or none.
+
+zstd is optional: the ``zstandard`` module (python3-zstandard) when it imports, streaming
+in-process; else the ``zstd`` program fed through pipes; else Unsupported, before anything
+is read.
 
 A source has ``fill(view) -> count`` (0 at the end) and ``close()``. Decompressors work in
 chunks of at most CHUNK bytes, so a decompression bomb never holds more than one chunk in
@@ -88,12 +92,133 @@ def _find_program(name):
     return None
 
 
-def unzstd_chunks(read):
+def zstd_decoder():
+    """"module", "program" or None: how this machine can decompress zstd layers."""
+    try:
+        import zstandard  # noqa: F401 (optional dependency)
+        return "module"
+    except ImportError:
+        pass
+    return "program" if _find_program("zstd") is not None else None
+
+
+def require_zstd(layer, image=None):
+    """zstd_decoder(), or Unsupported naming ``layer`` (a digest or path) and ``image`` when
+    there is none."""
+    decoder = zstd_decoder()
+    if decoder is None:
+        raise Unsupported("layer %s is zstd-compressed: install python3-zstandard or the zstd "
+                          "binary%s" % (layer, " (image %s)" % image if image else ""))
+    return decoder
+
+
+def unzstd_chunks(read, layer="(unnamed)"):
+    """Decompresses a zstd stream with the zstandard module, else the zstd program."""
+    if require_zstd(layer) == "module":
+        return _unzstd_module(read)
+    return _unzstd_program(read)
+
+
+class _ZstdFrames:
+    """Follows the frame and block headers of a zstd stream as it passes, to tell a complete
+    stream from a truncated one (the zstandard module's reader stops silently at the end of
+    its input). Block sizes come from the headers, so the cost is a few steps per block."""
+
+    _FRAME_MAGIC = 0xFD2FB528
+
+    def __init__(self):
+        self.header = b""
+        self.want = 4  # bytes of the next header to collect
+        self.state = "magic"
+        self.skip = 0  # payload bytes to pass over before the next header
+        self.checksum = False
+        self.started = False
+
+    def feed(self, data):
+        i, n = 0, len(data)
+        while i < n:
+            if self.skip:
+                step = min(self.skip, n - i)
+                self.skip -= step
+                i += step
+                continue
+            step = min(self.want - len(self.header), n - i)
+            self.header += data[i:i + step]
+            i += step
+            if len(self.header) == self.want:
+                header, self.header = self.header, b""
+                self._parse(int.from_bytes(header, "little"))
+
+    def _parse(self, value):
+        state = self.state
+        if state == "magic":
+            self.started = True
+            if value == self._FRAME_MAGIC:
+                self.state, self.want = "descriptor", 1
+            elif value & 0xFFFFFFF0 == 0x184D2A50:  # a skippable frame
+                self.state, self.want = "skippable", 4
+            else:
+                raise LayerError("layer: not a zstd stream (or garbage after it) although its "
+                                 "media type says zstd")
+        elif state == "skippable":
+            self.skip, self.state, self.want = value, "magic", 4
+        elif state == "descriptor":
+            single_segment = value >> 5 & 1
+            self.checksum = bool(value >> 2 & 1)
+            self.skip = ((0, 1, 2, 4)[value & 3] + (1 - single_segment)
+                         + (single_segment, 2, 4, 8)[value >> 6])
+            self.state, self.want = "block", 3
+        else:  # a block header: last flag, type, size
+            kind, size = value >> 1 & 3, value >> 3
+            if kind == 3:
+                raise LayerError("layer: corrupt zstd stream (reserved block type)")
+            self.skip = 1 if kind == 1 else size
+            if value & 1:
+                self.skip += 4 if self.checksum else 0
+                self.state, self.want = "magic", 4
+
+    def finish(self):
+        if not self.started:
+            raise LayerError("layer: empty blob where a zstd stream was expected")
+        if self.state != "magic" or self.header or self.skip:
+            raise LayerError("layer: truncated zstd stream")
+
+
+class _TrackedReader:
+    """A file-like ``read`` that shows every byte to a _ZstdFrames."""
+
+    def __init__(self, read, frames):
+        self._read = read
+        self._frames = frames
+
+    def read(self, size=-1):
+        data = self._read(_READ if size is None or size < 0 else size)
+        self._frames.feed(data)
+        return data
+
+
+def _unzstd_module(read):
+    import zstandard
+    frames = _ZstdFrames()
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        _TrackedReader(read, frames), read_size=_READ, read_across_frames=True)
+    try:
+        while True:
+            try:
+                out = reader.read(CHUNK)  # never more than CHUNK: bombs stay bounded
+            except zstandard.ZstdError as e:
+                raise LayerError("layer: corrupt zstd stream (%s)" % e) from None
+            if not out:
+                break
+            yield out
+        frames.finish()
+    finally:
+        reader.close()
+
+
+def _unzstd_program(read):
     """Decompresses a zstd stream with the zstd program (a child fed through pipes)."""
     program = _find_program("zstd")
-    if program is None:
-        raise Unsupported("layer: zstd-compressed layers need the zstd program, which is not on "
-                          "PATH; install zstd")
     import select
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
@@ -109,7 +234,8 @@ def unzstd_chunks(read):
     os.close(out_w)
     os.set_blocking(in_w, False)
     pending = b""
-    source = raw_chunks(read, _READ)
+    frames = _ZstdFrames()  # the program would also take gzip and xz: zstd frames only
+    source = raw_chunks(_TrackedReader(read, frames).read, _READ)
     finished = False
     try:
         while True:
@@ -137,6 +263,7 @@ def unzstd_chunks(read):
         if code:
             raise LayerError("layer: corrupt or truncated zstd stream (zstd exited with status %d)"
                              % code)
+        frames.finish()
     finally:
         if in_w >= 0:
             os.close(in_w)
@@ -259,12 +386,13 @@ class FileSource:
         pass
 
 
-def open_source(blob, compression, fd=None):
-    """The uncompressed tar of ``blob`` as a source; with ``fd``, gzip is inflated by a child."""
+def open_source(blob, compression, fd=None, name="(unnamed)"):
+    """The uncompressed tar of ``blob`` as a source; with ``fd``, gzip is inflated by a child.
+    ``name`` identifies the layer in errors."""
     if compression == "gzip":
         if fd is not None:
             return ChildInflater(fd)
         return ChunkSource(gunzip_chunks(blob.read))
     if compression == "zstd":
-        return ChunkSource(unzstd_chunks(blob.read))
+        return ChunkSource(unzstd_chunks(blob.read, name))
     return FileSource(blob)

@@ -55,6 +55,8 @@ def preload(plan):
     """Imports what the steps after pivot_root need: the host's stdlib is gone by then."""
     if plan.rlimits:
         import resource  # noqa: F401
+    if plan.stdio is not None or plan.exit_record_fd is not None:
+        import fcntl  # noqa: F401
     if plan.terminal:
         import _socket  # noqa: F401
         import array  # noqa: F401
@@ -355,6 +357,17 @@ def drop_privileges(native, plan):
         native.set_no_new_privs()
         if plan.seccomp:
             native.seccomp_install(*plan.seccomp)
+
+
+def set_stdio(fds):
+    """Makes ``fds`` (stdin, stdout, stderr) the process's 0, 1, 2. Copies above 2 first, so
+    any of 0-2 among them (in any order) survives the dup2s."""
+    import fcntl
+    copies = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in fds]
+    for target, fd in enumerate(copies):
+        os.dup2(fd, target)
+    for fd in copies:
+        os.close(fd)
 
 
 def close_fds(native, keep=()):

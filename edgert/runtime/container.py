@@ -23,6 +23,7 @@ SIGNALS = {
 }
 FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)
 START_SIGNAL = 18  # SIGCONT from outside the pid namespace: see init/README.md
+RECORD_FD = 3  # edgert-init's exit record (-s 3): see init/README.md
 DEFAULT_ROOT = "/run/edgert/oci"
 
 
@@ -98,7 +99,7 @@ class Plan:
             bounding_drop=[], ambient=[], skipped_ambient=[], no_new_privs=False, seccomp=None, seccomp_cfg=None,
             init_fd=-1, idmap_userns={},
             env=[], cwd="/", umask=0o022, args=[], hooks={}, state_json=None,
-            wait_start=False, cpu_affinity=None)
+            wait_start=False, cpu_affinity=None, stdio=None, exit_record_fd=None)
 
 
 def last_cap():
@@ -373,13 +374,37 @@ def finish_process(plan, ch, native, create_cwd):
         raise OSError(e.errno, "process.cwd %s: %s" % (plan.cwd, e.strerror)) from None
     exe = C.check_executable(plan.args[0], plan.env, plan.cwd)
     wait_start = plan.wait_start
+    record = None
+    if plan.exit_record_fd is not None:
+        import fcntl  # a copy out of the way of the stdio dup2s (the caller may pass 0-3)
+        record = fcntl.fcntl(plan.exit_record_fd, fcntl.F_DUPFD_CLOEXEC, RECORD_FD + 1)
+    if plan.stdio is not None and not plan.terminal:
+        C.set_stdio(plan.stdio)
+    keep = ()
+    if record is not None:
+        place_exit_record(plan, ch, record)
+        keep = (RECORD_FD,)
     C.reset_signals()
-    C.drop_privileges(native, plan)
-    C.close_fds(native)
+    C.drop_privileges(native, plan)  # a seccomp profile may deny dup2: fds are placed before
+    C.close_fds(native, keep)
     if plan.init_fd >= 0:
-        argv = ["edgert-init"] + (["-w"] if wait_start else []) + ["--"] + plan.args
+        argv = (["edgert-init"] + (["-w"] if wait_start else [])
+                + (["-s", str(RECORD_FD)] if keep else []) + ["--"] + plan.args)
         os.execve(plan.init_fd, argv, env_dict(plan.env))
     os.execve(exe, plan.args, env_dict(plan.env))
+
+
+def place_exit_record(plan, ch, record):
+    """Puts ``record`` (a copy above RECORD_FD) on RECORD_FD; what still has to work there
+    (the memfd of edgert-init, the handshake pipes) moves up first."""
+    import fcntl
+
+    def off_record_fd(fd):
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, RECORD_FD + 1) if fd == RECORD_FD else fd
+    plan.init_fd = off_record_fd(plan.init_fd)
+    ch.rfd, ch.wfd = off_record_fd(ch.rfd), off_record_fd(ch.wfd)
+    os.dup2(record, RECORD_FD)
+    os.close(record)
 
 
 def env_dict(env):
@@ -398,17 +423,22 @@ class Runtime:
     # create / start / run ------------------------------------------------------------------
 
     def create(self, container_id, bundle, console_socket=None, pid_file=None, start=False,
-               proxy_tty=False):
+               proxy_tty=False, stdio=None, exit_record_fd=None):
         """Creates the container; with ``start`` its process runs at once (``run``).
 
         ``proxy_tty``: a terminal without --console-socket goes to ``self.console_peer`` (a
-        socket the pty master arrives on) for a foreground run to proxy. Returns the host pid of
+        socket the pty master arrives on) for a foreground run to proxy. ``stdio``: three fds
+        that become the container process's 0, 1, 2 instead of the caller's (a terminal
+        replaces them). ``exit_record_fd``: a regular file edgert-init writes its exit record
+        to (``-s``, init/README.md). The caller keeps and closes both. Returns the host pid of
         the container's pid 1.
         """
         from ..oci import spec
         bundle = os.path.abspath(bundle)
         config = spec.load(bundle)
         plan = plan_create(container_id, config, bundle)
+        plan.stdio = check_stdio(stdio)
+        plan.exit_record_fd = exit_record_fd
         self._warn_skipped(container_id, plan)
         if plan.terminal and not console_socket and not proxy_tty:
             raise ConfigError("process.terminal is true but no --console-socket was given (a "
@@ -446,25 +476,32 @@ class Runtime:
         elif plan.terminal:
             from .console import socketpair
             plan.console_fd, self.console_peer = socketpair()
-        plan.init_fd = sealed_copy(init_path())
-        for i, (m, opts) in enumerate(plan.mounts):
-            if opts.idmap:
-                plan.idmap_userns[i] = userns_fd(id_map_text(m.get("uidMappings", [])),
-                                                 id_map_text(m.get("gidMappings", [])))
-        plan.state_json = spec_state(container_id, S.CREATING, 0, plan.bundle,
-                                     config.get("annotations"))
-        native.set_child_subreaper(True)
-        parent, child_end = pair()
-        c1 = os.fork()
-        if c1 == 0:
-            parent.close()
-            child_intermediate(plan, child_end)
-        child_end.close()
-        os.close(plan.init_fd)
-        for fd in plan.idmap_userns.values():
-            os.close(fd)
-        if plan.console_fd is not None:
-            os.close(plan.console_fd)
+        parent = child_end = None
+        try:
+            plan.init_fd = sealed_copy(init_path())
+            for i, (m, opts) in enumerate(plan.mounts):
+                if opts.idmap:
+                    plan.idmap_userns[i] = userns_fd(id_map_text(m.get("uidMappings", [])),
+                                                     id_map_text(m.get("gidMappings", [])))
+            plan.state_json = spec_state(container_id, S.CREATING, 0, plan.bundle,
+                                         config.get("annotations"))
+            native.set_child_subreaper(True)
+            parent, child_end = pair()
+            c1 = os.fork()
+            if c1 == 0:
+                parent.close()
+                child_intermediate(plan, child_end)
+        except BaseException:
+            if parent is not None:
+                parent.close()
+            raise
+        finally:
+            # the children have their copies; a failure before fork must not leak them either
+            if child_end is not None:
+                child_end.close()
+            for fd in [plan.init_fd, plan.console_fd] + list(plan.idmap_userns.values()):
+                if fd is not None and fd >= 0:
+                    os.close(fd)
         pid = 0
         try:
             # C1 is joining the cgroups now, which costs the kernel an RCU grace period
@@ -848,9 +885,22 @@ class Runtime:
     # exec ------------------------------------------------------------------------------------
 
     def exec(self, container_id, process, console_socket=None, pid_file=None, detach=False,
-             overrides=None):
+             overrides=None, stdio=None):
         """Runs ``process`` (a runtime-spec process object) inside a running container; with
-        ``process`` None, the container's own process object changed by ``overrides``."""
+        ``process`` None, the container's own process object changed by ``overrides``.
+        ``stdio`` as for create."""
+        forward = {} if detach else block_forwarded_signals()
+        epid = self.spawn_exec(container_id, process, console_socket, overrides, stdio)
+        if pid_file:
+            write_pid_file(pid_file, epid)
+        if detach:
+            return 0
+        return exit_code(wait_forwarding(epid, forward))
+
+    def spawn_exec(self, container_id, process, console_socket=None, overrides=None,
+                   stdio=None):
+        """exec without waiting: returns the host pid of the new process, a child of the
+        caller (the runtime makes it a child subreaper), which must reap it."""
         from .. import native
         st = self.store.load(container_id)
         status = self._status(st)
@@ -872,18 +922,26 @@ class Runtime:
         plan.ns_join = join_paths(st)
         if st.get("cgroup"):
             plan.cgroup = self._cgroup(st)
+        plan.stdio = check_stdio(stdio)
         if console_socket:
             plan.console_fd = connect_console(console_socket)
-        forward = {} if detach else block_forwarded_signals()
         native.set_child_subreaper(True)
-        parent, child = pair()
-        e1 = os.fork()
-        if e1 == 0:
-            parent.close()
-            child_exec(plan, child)
-        child.close()
-        if plan.console_fd is not None:
-            os.close(plan.console_fd)
+        parent = child = None
+        try:
+            parent, child = pair()
+            e1 = os.fork()
+            if e1 == 0:
+                parent.close()
+                child_exec(plan, child)
+        except BaseException:
+            if parent is not None:
+                parent.close()
+            raise
+        finally:
+            if child is not None:
+                child.close()
+            if plan.console_fd is not None:
+                os.close(plan.console_fd)
         try:
             kind, payload = parent.recv()
             if kind != "pid":
@@ -902,11 +960,7 @@ class Runtime:
             parent.close()
             if e1:
                 reap(e1)
-        if pid_file:
-            write_pid_file(pid_file, epid)
-        if detach:
-            return 0
-        return exit_code(wait_forwarding(epid, forward))
+        return epid
 
 
 def process_from(base, overrides):
@@ -1044,6 +1098,15 @@ def connect_console(path):
         raise EdgertError("console socket %s: %s" % (path, e.strerror),
                           code="console-socket") from None
     return sock.detach()
+
+
+def check_stdio(stdio):
+    if stdio is None:
+        return None
+    if len(stdio) != 3 or not all(isinstance(fd, int) and fd >= 0 for fd in stdio):
+        raise EdgertError("stdio %r: want three open fds (stdin, stdout, stderr)" % (stdio,),
+                          code="invalid-stdio")
+    return tuple(stdio)
 
 
 def write_pid_file(path, pid):

@@ -7,8 +7,8 @@ rounds with a fresh store each time:
 
   edgert pull   : edgert image pull docker://HOST/bench (layers land in snapshots: what a
                   container runs on, through overlay)
-  edgert pull+unpack : the same plus edgert image unpack bench DEST (a flattened rootfs, a
-                  second extraction: what umoci's output compares with)
+  edgert pull+unpack : the same plus edgert image unpack bench DEST (a flattened rootfs copied
+                  from the snapshots, no second extraction: what umoci's output compares with)
   skopeo+umoci  : skopeo copy docker://HOST/bench oci:DIR  +  umoci raw unpack --image DIR DEST
 
 and prints medians, MB/s of the compressed download and the ratios (target <= 1.0).

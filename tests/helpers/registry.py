@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tarfile
 import threading
@@ -374,7 +375,8 @@ class FakeRegistry:
     """A minimal distribution API server on 127.0.0.1 whose faults tests choose.
 
     ``manifests[(repo, ref)] = (content_type, bytes)``; ``blobs[digest] = bytes``.
-    Faults: ``fail_next`` (N responses of 503), ``drop_after[digest] = n`` (the next GET
+    Faults: ``fail_next`` (N responses of 503), ``reset_next`` (N connections reset with a TCP
+    RST before any response), ``drop_after[digest] = n`` (the next GET
     of that blob sends n bytes and cuts the connection), ``serve_instead[digest] = bytes``,
     ``ignore_range``, ``range_status`` (416), ``redirect_blobs_to`` (base URL),
     ``basic = (user, password)``, ``challenge`` (its 401s' WWW-Authenticate),
@@ -386,6 +388,7 @@ class FakeRegistry:
     def __init__(self, host="127.0.0.1"):
         self.manifests, self.blobs = {}, {}
         self.fail_next = 0
+        self.reset_next = 0
         self.drop_after, self.serve_instead = {}, {}
         self.ignore_range = False
         self.range_status = None
@@ -439,6 +442,14 @@ class FakeRegistry:
 
     def _handle(self, req):
         self.requests.append((req.command, req.path, dict(req.headers)))
+        if self.reset_next:
+            self.reset_next -= 1
+            # SO_LINGER with a zero timeout: close() sends RST, the client sees ECONNRESET
+            req.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                      struct.pack("ii", 1, 0))
+            req.close_connection = True
+            req.connection.close()
+            return
         if self.fail_next:
             self.fail_next -= 1
             return self._error(req, 503, "UNAVAILABLE", "try later")

@@ -356,6 +356,120 @@ def test_reboot_without_cap_sys_boot_is_an_ordinary_sigterm(init_bin):
     assert result.returncode == 128 + signal.SIGTERM
 
 
+# --- -s: the exit record ----------------------------------------------------------------------
+
+@pytest.fixture
+def record(tmp_path):
+    """An open exit-record file (pre-filled: init must replace what was there); read() reads it."""
+    path = tmp_path / "exit"
+    path.write_text("stale record from an earlier run\n")
+    fd = os.open(path, os.O_RDWR)
+
+    class Record:
+        args = ["-s", str(fd)]
+        fds = (fd,)
+
+        @staticmethod
+        def read():
+            return path.read_text()
+    yield Record
+    os.close(fd)
+
+
+def run_recorded(init_bin, record, workload, init_args=(), **kw):
+    return subprocess.run(init_cmd(init_bin, workload, init_args=[*record.args, *init_args], **kw),
+                          capture_output=True, text=True, timeout=TIMEOUT, pass_fds=record.fds)
+
+
+@pytest.mark.parametrize("code", [0, 3, 126, 127, 143, 255])
+def test_record_of_exit_code(init_bin, record, code):
+    result = run_recorded(init_bin, record, sh("exit %d" % code))
+    assert result.returncode == code
+    assert record.read() == "exited %d\n" % code
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGSEGV])
+def test_record_of_signal_death(init_bin, record, sig):
+    result = run_recorded(init_bin, record, sh("kill -%d $$" % sig))
+    assert result.returncode == 128 + sig
+    assert record.read() == "signaled %d\n" % sig
+
+
+def test_record_of_failed_exec(init_bin, record, tmp_path):
+    assert run_recorded(init_bin, record, ["/nonexistent/prog"]).returncode == 127
+    assert record.read() == "exec-failed 127\n"
+    assert run_recorded(init_bin, record, [str(tmp_path)]).returncode == 126
+    assert record.read() == "exec-failed 126\n"
+
+
+@pytest.mark.parametrize("applet,sig,line", [
+    ("reboot", signal.SIGHUP, "reboot\n"), ("poweroff", signal.SIGINT, "poweroff\n"),
+    ("halt", signal.SIGINT, "halt\n"),
+])
+def test_record_of_reboot_requests(init_bin, record, applet, sig, line):
+    result = run_recorded(init_bin, record, sh("busybox %s; busybox sleep 5" % applet))
+    assert result.returncode == -sig, result.stderr
+    assert record.read() == line
+
+
+def test_forced_reboot_leaves_record_empty(init_bin, record):
+    # The kernel kills pid 1 itself: init cannot report, and the stale record must be gone.
+    result = run_recorded(init_bin, record, sh("busybox reboot -f; busybox sleep 5"))
+    assert result.returncode == -signal.SIGHUP
+    assert record.read() == ""
+
+
+def test_record_of_signal_before_start(start, record):
+    proc = start(sh("exit 0"), init_args=["-w", *record.args], pass_fds=record.fds)
+    os.kill(init_pid(proc), signal.SIGTERM)
+    assert finish(proc)[0] == 128 + signal.SIGTERM
+    assert record.read() == "signaled %d\n" % signal.SIGTERM
+
+
+def test_record_of_init_failure(init_bin, record):
+    # fork fails: no process may be forked by an unprivileged uid with RLIMIT_NPROC 0.
+    wrapper = ["prlimit", "--nproc=0", "setpriv", "--reuid=65534", "--regid=65534",
+               "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
+    result = run_recorded(init_bin, record, ["true"], wrapper=wrapper)
+    assert result.returncode == 1
+    assert result.stderr.startswith("edgert-init: fork: ")
+    assert record.read() == "init-failed\n"
+
+
+def test_record_fd_is_kept_by_init_only(start, record):
+    fd = record.fds[0]
+    proc = start(sh("echo ready; exec busybox sleep 5"), init_args=record.args,
+                 pass_fds=record.fds)
+    pid = init_pid(proc)
+    assert sorted(os.listdir("/proc/%d/fd" % pid)) == sorted(["0", "1", "2", str(fd)])
+    assert proc.stdout.readline() == "ready\n"
+    workload = children(pid)[0]
+    assert sorted(os.listdir("/proc/%d/fd" % workload)) == ["0", "1", "2"]
+    os.kill(pid, signal.SIGTERM)
+    assert finish(proc)[0] == 128 + signal.SIGTERM
+    assert record.read() == "signaled %d\n" % signal.SIGTERM
+
+
+@pytest.mark.parametrize("value", ["1", "2", "x", "", "999"])
+def test_bad_record_fd_is_a_usage_error(init_bin, value):
+    result = subprocess.run([init_bin, "-s", value, "true"], capture_output=True, text=True,
+                            timeout=TIMEOUT)
+    assert result.returncode == 2
+    assert result.stderr == "edgert-init: -s %s: want an open fd above 2\n" % value
+
+
+def test_record_must_be_a_file(init_bin):
+    read_end, write_end = os.pipe()
+    try:
+        result = subprocess.run([init_bin, "-s", str(write_end), "true"], capture_output=True,
+                                text=True, timeout=TIMEOUT, pass_fds=(write_end,))
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert result.returncode == 1
+    assert result.stderr.startswith("edgert-init: -s %d: " % write_end)
+
+
 # --- build -------------------------------------------------------------------------------------
 
 def elf_has_interpreter(path):

@@ -65,7 +65,7 @@ def test_pull_each_arch_and_unpack_a_busybox_rootfs(plain_registry, busybox_layo
     assert out.strip() == busybox_layout[1][arch]
     assert err == ""
     code, out, err = cli("unpack", "%s/busybox:latest" % plain_registry.host,
-                         str(tmp_path / "rootfs"), root=root)
+                         str(tmp_path / "rootfs"), "--arch", EDGERT_ARCH[arch], root=root)
     assert code == 0, err
     busybox = tmp_path / "rootfs" / "bin" / "busybox"
     assert elf_machine(busybox) == ELF[arch]
@@ -165,7 +165,9 @@ def test_rm_prune_df(plain_registry, tmp_path):
     code, out, _ = cli("ls", root=root)
     assert code == 0 and out.count("busybox") == 2 and "\r" not in out
     code, out, err = cli("rm", "%s/busybox:arm64" % host, root=root)
-    assert code == 0 and "removed" in out
+    assert code == 1 and "for arm64, not amd64: choose one with --arch" in err
+    code, out, err = cli("rm", "%s/busybox:arm64" % host, "--arch", "arm64", root=root)
+    assert code == 0 and "removed" in out and "(arm64)" in out
     usage = json.loads(cli("df", "--json", root=root)[1])
     assert usage["images"] == 1 and usage["reclaimable"] > 0
     assert usage["snapshots"]["reclaimable"] > 0
@@ -179,6 +181,35 @@ def test_rm_prune_df(plain_registry, tmp_path):
     assert doc["arch"] == "amd64" and doc["image_config"]["architecture"] == "amd64"
     code, _, err = cli("rm", "nope:1", root=root)
     assert code == 1 and "not in the store" in err
+
+
+def test_one_store_holds_a_name_for_several_arches(plain_registry, busybox_layout, tmp_path):
+    """A firmware build host pre-seeds images for other machines into one --root."""
+    root, image = tmp_path / "store", "%s/busybox:latest" % plain_registry.host
+    host = P.resolve_arch()
+    arches = sorted({host, "arm64", "armhf"})
+    for arch in arches:
+        assert cli("pull", "-q", "--tls-verify=false", "--arch", arch, image, root=root)[0] == 0
+    code, out, _ = cli("ls", root=root)
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["NAME", "ARCH"]
+    assert sorted(line.split()[1] for line in lines[1:]) == arches
+    debian = {v: k for k, v in EDGERT_ARCH.items()}
+    for arch in arches:
+        doc = json.loads(cli("inspect", image, "--arch", arch, root=root)[1])
+        assert doc["arch"] == arch and doc["digest"] == busybox_layout[1][debian[arch]]
+    assert json.loads(cli("inspect", image, root=root)[1])["arch"] == host  # the default
+    assert cli("unpack", image, str(tmp_path / "arm"), "--arch", "arm64", root=root)[0] == 0
+    assert elf_machine(tmp_path / "arm" / "bin" / "busybox") == ELF["arm64"]
+    code, _, err = cli("inspect", image, "--arch", "ppc64le", root=root)
+    assert code == 1 and "for %s, not ppc64le" % ", ".join(arches) in err
+    assert cli("rm", image, root=root)[0] == 0
+    code, _, err = cli("unpack", image, str(tmp_path / "x"), root=root)
+    rest = [a for a in arches if a != host]
+    assert code == 1 and "for %s, not %s" % (", ".join(rest), host) in err
+    assert not (tmp_path / "x").exists()
+    assert cli("rm", image, "--arch", "armhf", root=root)[0] == 0
+    assert [json.loads(cli("ls", "--json", root=root)[1])[0]["arch"]] == ["arm64"]
 
 
 def test_drop_compressed_keeps_working(plain_registry, tmp_path):
@@ -308,19 +339,22 @@ def test_disk_full_during_pull_and_unpack(plain_registry, tmp_path):
         subprocess.run(["umount", str(root)], check=True)
 
 
-def _fake_image(fake, layer_tar):
-    layer = gzip.compress(layer_tar, compresslevel=1)
+def _fake_image(fake, layer_tar, diff_id=None, compress=None,
+                media="application/vnd.oci.image.layer.v1.tar+gzip"):
+    """Serves app:1, one layer of ``layer_tar`` (gzip unless ``compress``); ``diff_id``
+    overrides the config's."""
+    layer = (compress or (lambda b: gzip.compress(b, compresslevel=1)))(layer_tar)
     layer_digest = fake.add_blob(layer)
     config = json.dumps({"architecture": "amd64", "os": "linux",
                          "rootfs": {"type": "layers", "diff_ids": [
-                             "sha256:" + hashlib.sha256(layer_tar).hexdigest()]}}).encode()
+                             diff_id or "sha256:" + hashlib.sha256(layer_tar).hexdigest()]}}
+                        ).encode()
     config_digest = fake.add_blob(config)
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": h.OCI_MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": config_digest, "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": layer_digest, "size": len(layer)}]}).encode()
+        "layers": [{"mediaType": media, "digest": layer_digest, "size": len(layer)}]}).encode()
     fake.manifests[("app", "1")] = (h.OCI_MANIFEST, manifest)
     return layer_digest, len(layer)
 
@@ -400,7 +434,7 @@ def test_concurrent_pulls_share_the_store(plain_registry, tmp_path):
     for pid in pids:
         assert os.waitpid(pid, 0)[1] == 0
     store = Store(root, sync=False)
-    assert len(store.images()) == 1  # one name: the last pull's arch wins
+    assert sorted(r.arch for r in store.images()) == ["amd64", "arm64"]  # one per arch
     snaps = Snapshotter(root, sync=False)
     assert len(snaps.committed()) == 2
     assert store.ingest_leftovers() == {}
@@ -471,3 +505,144 @@ def test_import_multi_arch_oci_layout(busybox_layout, tmp_path, arch):
     assert out.strip() == refs[arch]
     assert cli("unpack", out.strip(), str(tmp_path / "rootfs"), root=root)[0] == 0
     assert elf_machine(tmp_path / "rootfs" / "bin" / "busybox") == ELF[arch]
+
+
+def _many_files_tar(count=40):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for i in range(count):
+            data = os.urandom(10000)
+            info = tarfile.TarInfo("f%03d" % i)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def _fake_registry_client(fake):
+    reg = Registry(fake.host, tls_verify=False, sleep=lambda s: None)
+    reg._scheme = "http"  # the fake server only speaks HTTP: skip the TLS probe
+    return reg
+
+
+def test_diff_id_mismatch_leaves_no_image_and_no_snapshot(fake, tmp_path):
+    tar = _many_files_tar(3)
+    _fake_image(fake, tar, diff_id="sha256:" + "0" * 64)
+    store = Store(str(tmp_path / "store"), sync=False)
+    snaps = Snapshotter(store.root, sync=False)
+    with pytest.raises(P.EdgertError, match="diff ID mismatch"):
+        P.pull(store, "%s/app:1" % fake.host, "amd64", snapshots=snaps,
+               registry=_fake_registry_client(fake))
+    assert store.images() == [] and snaps.committed() == {}
+    assert [n for n in os.listdir(snaps.snapshot_dir) if not n.endswith(".lock")] == []
+
+
+def _have_zstandard():
+    try:
+        import zstandard  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+@pytest.mark.parametrize("decoder", ["module", "program", "neither"])
+def test_zstd_layers(fake, tmp_path, monkeypatch, decoder):
+    if not shutil.which("zstd"):
+        pytest.skip("the zstd program makes the test layer: not installed")
+    if decoder == "module" and not _have_zstandard():
+        pytest.skip("python3-zstandard is not installed")
+    tar = _many_files_tar(3)
+    zstd = lambda b: subprocess.run(["zstd", "-q", "-c"], input=b, stdout=subprocess.PIPE,
+                                    check=True).stdout
+    layer_digest, _ = _fake_image(fake, tar, compress=zstd,
+                                  media="application/vnd.oci.image.layer.v1.tar+zstd")
+    if decoder != "module":
+        monkeypatch.setitem(sys.modules, "zstandard", None)
+    if decoder == "neither":
+        monkeypatch.setenv("PATH", str(tmp_path))
+    store = Store(str(tmp_path / "store"), sync=False)
+    snaps = Snapshotter(store.root, sync=False)
+    pull = lambda: P.pull(store, "%s/app:1" % fake.host, "amd64", snapshots=snaps,
+                          registry=_fake_registry_client(fake))
+    if decoder == "neither":
+        with pytest.raises(P.EdgertError, match=r"layer %s is zstd-compressed: install "
+                           r"python3-zstandard or the zstd binary \(image .*/app:1\)"
+                           % layer_digest):
+            pull()
+        assert not [r for r in fake.requests if layer_digest in r[1]]  # before fetching it
+        return
+    record = pull()
+    P.unpack(store, record.name, str(tmp_path / "rootfs"), arch="amd64")  # from the blob
+    assert sorted(os.listdir(tmp_path / "rootfs")) == ["f000", "f001", "f002"]
+
+
+def _killed_child(action, patch):
+    """Runs ``action()`` in a forked child that SIGKILLs itself at the point ``patch`` picks
+    (patch(kill) installs the trap); returns once the child is dead."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            patch(lambda: os.kill(os.getpid(), 9))
+            action()
+        finally:
+            os._exit(3)  # only reached when the trap did not fire
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
+    return pid
+
+
+def _after_calls(owner, name, count):
+    """patch(): makes ``owner.name`` kill the process on its ``count``th call."""
+    def patch(kill):
+        real = getattr(owner, name)
+        calls = []
+
+        def trap(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == count:
+                kill()
+            return real(*args, **kwargs)
+        setattr(owner, name, trap)
+    return patch
+
+
+def test_kill_9_during_snapshot_unpack_and_image_unpack_resumes(fake, tmp_path):
+    """kill -9 while a pull extracts its layer, while `image unpack` copies the snapshots and
+    while it extracts blobs: nothing looks complete, and the next run succeeds."""
+    from edgert.image import snapshot as S
+    from edgert.image import unpack as U
+    layer_digest, _ = _fake_image(fake, _many_files_tar())
+    root = str(tmp_path / "store")
+    store = Store(root, sync=False)
+    snaps = Snapshotter(root, sync=False)
+    name = "%s/app:1" % fake.host
+
+    def pull():
+        return P.pull(Store(root, sync=False), name, "amd64",
+                      snapshots=Snapshotter(root, sync=False),
+                      registry=_fake_registry_client(fake))
+
+    _killed_child(pull, _after_calls(U._Applier, "_file", 20))
+    assert store.images() == [] and snaps.committed() == {}
+    assert [n for n in os.listdir(snaps.snapshot_dir) if n.startswith(".tmp-")]  # debris
+    fake.requests.clear()
+    record = pull()
+    assert not [r for r in fake.requests if layer_digest in r[1]]  # the blob was complete
+    assert snaps.exists(record.top_chain_id)
+    assert snaps.prune({record.top_chain_id})[0] == 0  # the killed run's debris goes
+    assert not [n for n in os.listdir(snaps.snapshot_dir) if n.startswith(".tmp-")]
+
+    want = sorted("f%03d" % i for i in range(40))
+    for how, patch, use_snapshots in [
+            ("snapshots", _after_calls(S, "_copy_file", 20), True),
+            ("blobs", _after_calls(U._Applier, "_file", 20), False)]:
+        dest = tmp_path / how / "rootfs"
+        unpack = lambda: P.unpack(Store(root, sync=False), name, str(dest),
+                                  Snapshotter(root, sync=False) if use_snapshots else None,
+                                  arch="amd64")
+        pid = _killed_child(unpack, patch)
+        assert os.listdir(dest.parent) == [".rootfs.unpack-%d" % pid]  # no dest
+        stats = P.unpack(store, name, str(dest), snaps if use_snapshots else None,
+                         arch="amd64")
+        assert (stats is None) == use_snapshots  # layer stats come from a blob unpack only
+        assert os.listdir(dest.parent) == ["rootfs"]
+        assert sorted(os.listdir(dest)) == want

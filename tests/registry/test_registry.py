@@ -487,3 +487,38 @@ def test_token_server_errors(fake):
         assert len([r for r in tokens.requests if r[1].startswith("/token")]) == 3
     finally:
         tokens.stop()
+
+
+def test_connection_resets_are_retried_with_backoff(fake, tmp_path):
+    digest = fake.add_blob(BLOB)
+    fake.manifests[("r", "t")] = (m.OCI_MANIFEST, b"{}")
+    reg = client(fake.host)
+    reg.get_manifest("r", "t")  # settles http vs https before the faults start
+    delays = []
+    reg.sleep = delays.append
+    fake.reset_next = 2
+    assert reg.get_manifest("r", "t")[1] == b"{}"
+    assert delays == [0.5, 1.0]
+    fake.reset_next = 3
+    reg.fetch_blob("r", digest, len(BLOB), str(tmp_path / "b"))
+    with open(str(tmp_path / "b"), "rb") as f:
+        assert f.read() == BLOB
+    assert delays[2:] == [0.5, 1.0, 2.0]
+
+
+def test_connection_resets_give_up_with_a_clear_error(fake):
+    fake.manifests[("r", "t")] = (m.OCI_MANIFEST, b"{}")
+    reg = client(fake.host, retries=2)
+    reg.get_manifest("r", "t")
+    fake.reset_next = 100
+    with pytest.raises(RegistryError, match="registry %s .*image %s/r:t.*3 attempts"
+                       % (fake.host, fake.host)):
+        reg.get_manifest("r", "t")
+
+
+def test_blob_shorter_than_its_descriptor_is_refused(fake, tmp_path):
+    digest = fake.add_blob(BLOB)
+    fake.serve_instead[digest] = BLOB[:-100]
+    with pytest.raises(DigestMismatch, match="sends 1048476 bytes, expected 1048576"):
+        client(fake.host).fetch_blob("r", digest, len(BLOB), str(tmp_path / "b"))
+    assert os.listdir(str(tmp_path)) == []

@@ -172,3 +172,40 @@ def test_cli_usage(tmp_path):
     assert code == 2 and "--tls-verify" in err
     code, _, err = run("--root", str(tmp_path), "unpack", "missing:1", str(tmp_path / "d"))
     assert code == 1 and "not in the store" in err
+
+
+def test_cli_one_name_for_two_arches(rootfs, tmp_path):
+    """A build host seeds the same name for another machine next to its own (no registry)."""
+    root = str(tmp_path / "s")
+    other = "arm64" if ARCH != "arm64" else "amd64"
+
+    def cli(*argv):
+        out, err = io.StringIO(), io.StringIO()
+        code = image_main(["--root", root] + list(argv), out, err)
+        return code, out.getvalue(), err.getvalue()
+
+    digests = {}
+    for arch in (ARCH, other):
+        path = str(tmp_path / ("%s.tar" % arch))
+        digests[arch] = write_oci_archive(str(rootfs), path, arch=arch)
+        code, out, err = cli("import", "-q", "--arch", arch, "oci-archive:" + path)
+        assert code == 0, err
+    name = "localhost/edgert/busybox:latest"
+    code, out, _ = cli("ls")
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0][:2] == ["NAME", "ARCH"]
+    assert sorted((r[0], r[1]) for r in rows[1:]) == sorted([(name, ARCH), (name, other)])
+    assert json.loads(cli("inspect", name)[1])["digest"] == digests[ARCH]
+    assert json.loads(cli("inspect", name, "--arch", other)[1])["digest"] == digests[other]
+    assert cli("unpack", name, str(tmp_path / "o"), "--arch", other)[0] == 0
+    check_rootfs(str(tmp_path / "o"))
+    code, _, err = cli("inspect", name, "--arch", "ppc64le")
+    assert code == 1 and "for %s, not ppc64le: choose one with --arch" % ", ".join(
+        sorted([ARCH, other])) in err
+    code, out, _ = cli("rm", name)
+    assert code == 0 and out == "removed %s (%s)\n" % (name, ARCH)
+    code, _, err = cli("unpack", name, str(tmp_path / "x"))
+    assert code == 1 and "for %s, not %s" % (other, ARCH) in err
+    assert not os.path.exists(str(tmp_path / "x"))
+    assert cli("rm", name, "--arch", other)[0] == 0
+    assert cli("ls", "--json")[1].strip() == "[]"

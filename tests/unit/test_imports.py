@@ -19,11 +19,14 @@ STDLIB_ALLOWED = {
     # image pulls: the registry client (HTTP and TLS)
     "http", "ssl",
 }
-THIRD_PARTY_ALLOWED = {"msgpack", "pyroute2", "_cffi_backend"}
+THIRD_PARTY_ALLOWED = {"msgpack", "pyroute2", "_cffi_backend", "zstandard"}
 PURE_CORE = [
     "errors.py", "caps.py", "linuxconst.py", "seccomp.py", "seccomp_default.py", "syscalls.py",
     "oci/spec.py", "oci/mountopts.py", "oci/defaults.py", "oci/features.py",
     "cgroup/plan.py", "cgroup/layout.py", "cgroup/devices.py",
+    "proto/rpc.py", "proto/schema.py",
+    "daemon/model.py", "daemon/window.py", "daemon/bundle.py",
+    "daemon/rollout.py", "daemon/restart.py",
 ]
 EDGE_MODULES = {"native", "_native", "fs", "linux", "container", "netdev"}
 

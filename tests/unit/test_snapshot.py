@@ -294,3 +294,232 @@ def test_hardlink_to_a_lower_layer_file(snap, tmp_path):
         os.path.join(got, "bin/busybox")).st_ino
     assert os.stat(os.path.join(got, "bin/busybox")).st_mtime == 1234
     assert not [n for n in os.listdir(snap.snapshot_dir) if n.startswith(".")]
+
+
+# -- flattening snapshots gives what extracting the blobs gives ------------------------------
+
+def _xattr(name, value):
+    return L.pax({"SCHILY.xattr." + name: value})
+
+
+def rich_layers():
+    """Layers exercising every kind of metadata. The last writes into directories it does
+    not list (their attributes come from the lower layers); the others list them, as image
+    builders do."""
+    t1, t2, t3 = 1_600_000_000, 1_650_000_000, 1_700_000_000
+    own = dict(uid=1000, gid=1001) if IS_ROOT else {}
+    first = L.archive(
+        L.directory(".", mode=0o755, mtime=t1),
+        L.directory("etc", mode=0o755, mtime=t1), L.file("etc/a", b"a1", mtime=t1),
+        L.file("etc/b", b"b1", mtime=t1), L.file("etc/keep", b"k", mode=0o600, mtime=t1 + 1),
+        L.directory("tmp", mode=0o1777, mtime=t1),
+        L.directory("usr", mode=0o755, mtime=t1), L.directory("usr/bin", mode=0o711, mtime=t1),
+        _xattr("user.origin", "layer1") + L.file("usr/bin/tool", b"T" * 5000, mode=0o4755,
+                                                  mtime=t1, **own),
+        L.hardlink("usr/bin/tool2", "usr/bin/tool"),
+        L.symlink("usr/bin/sh", "tool", mtime=t1 + 5),
+        L.fifo("tmp/fifo", mode=0o620, mtime=t1),
+        L.directory("opt", mode=0o750, mtime=t1), L.file("opt/old", b"o", mtime=t1),
+        L.directory("opt/sub", mtime=t1), L.file("opt/sub/deep", b"d", mtime=t1),
+        L.directory("gone", mtime=t1), L.file("gone/x", b"x", mtime=t1),
+        L.directory("becomes-file", mtime=t1), L.file("becomes-file/y", b"y", mtime=t1),
+        L.file("becomes-dir", b"f", mtime=t1))
+    second = L.archive(
+        L.directory("etc", mode=0o700, mtime=t2, **own), L.whiteout("etc/b"),
+        L.file("etc/a", b"a2", mode=0o640, mtime=t2, **own),
+        L.file("etc/dup", b"first", mtime=t2), L.file("etc/dup", b"second wins", mtime=t2 + 1),
+        L.directory("usr", mode=0o755, mtime=t2), L.directory("usr/bin", mode=0o711, mtime=t2),
+        L.hardlink("usr/bin/tool3", "usr/bin/tool"),  # links a lower layer's file
+        L.directory("opt", mode=0o755, mtime=t2), L.opaque("opt"),
+        _xattr("user.new", "2") + L.file("opt/new", b"n", mtime=t2),
+        L.whiteout("gone"), L.file("becomes-file", b"now a file", mtime=t2),
+        L.directory("becomes-dir", mode=0o700, mtime=t2),
+        L.file("becomes-dir/z", b"z", mtime=t2))
+    third = L.archive(
+        L.directory("usr", mode=0o755, mtime=t3), L.directory("usr/bin", mode=0o711, mtime=t3),
+        L.whiteout("usr/bin/tool2"), L.file("usr/bin/sh", b"not a link", mtime=t3),
+        L.directory("tmp", mode=0o1777, mtime=t3), L.whiteout("tmp/fifo"),
+        L.directory("gone", mode=0o700, mtime=t3), L.file("gone/again", b"g", mtime=t3))
+    fourth = L.archive(  # no directory entries
+        L.file("etc/implicit", b"i", mtime=t3), L.file("tmp/implicit", b"i", mtime=t3),
+        L.file("usr/bin/deep/new/file", b"n", mtime=t3), L.whiteout("opt/new"),
+        L.file("becomes-dir/z", b"z2", mtime=t3))
+    return [first, second, third, fourth]
+
+
+IMPLICIT_DIRS = ("etc", "tmp", "usr", "usr/bin", "usr/bin/deep", "usr/bin/deep/new", "opt",
+                 "becomes-dir")
+
+
+def without_mtimes_of(files, paths):
+    """``files`` (full_tree) with the mtimes of ``paths`` dropped: a directory a layer
+    writes into without listing it gets the time of the unpack, on either path."""
+    return {k: v[:3] + v[4:] if k in paths else v for k, v in files.items()}
+
+
+def full_tree(root):
+    """Every attribute an unpack sets, per path; hardlinks as groups of paths."""
+    out, inodes = {}, {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            st = os.lstat(path)
+            entry = [st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns]
+            if stat.S_ISLNK(st.st_mode):
+                entry.append(os.readlink(path))
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    entry.append(f.read())
+                inodes.setdefault(st.st_ino, []).append(rel)
+            if not stat.S_ISLNK(st.st_mode):
+                entry.append(sorted((x, os.getxattr(path, x)) for x in os.listxattr(path)))
+            out[rel] = entry
+    links = sorted(sorted(group) for group in inodes.values() if len(group) > 1)
+    st = os.lstat(root)
+    return out, links, (st.st_mode, st.st_uid, st.st_gid)
+
+
+@pytest.mark.parametrize("backend", ["overlay", "copy"])
+def test_flatten_equals_extracting_the_blobs(tmp_path, backend):
+    if backend == "overlay" and not IS_ROOT:
+        pytest.skip("overlay snapshots with whiteouts need root")
+    snap = Snapshotter(str(tmp_path / "root"), backend, sync=False)
+    layers = write_layers(tmp_path, rich_layers())
+    chain = commit_all(snap, layers)
+    snap.flatten(chain[-1], str(tmp_path / "from-snapshots"))
+    unpack_layers(layers, str(tmp_path / "from-blobs"))
+    got = full_tree(str(tmp_path / "from-snapshots"))
+    want = full_tree(str(tmp_path / "from-blobs"))
+    assert got[1:] == want[1:]
+    assert (without_mtimes_of(got[0], IMPLICIT_DIRS)
+            == without_mtimes_of(want[0], IMPLICIT_DIRS))
+    files, links, _ = got
+    assert stat.S_IMODE(files["etc"][0]) == 0o700
+    if IS_ROOT:
+        assert files["etc"][1:3] == [1000, 1001]
+    assert files["etc/dup"][-2] == b"second wins" and "etc/b" not in files
+    assert sorted(n for n in files if n.startswith("opt")) == ["opt"]
+    assert links == [["usr/bin/tool", "usr/bin/tool3"]]
+    assert stat.S_IMODE(files["tmp"][0]) == 0o1777
+    assert files["usr/bin/tool"][-1] == [("user.origin", b"layer1")] or not _user_xattrs(tmp_path)
+
+
+def _user_xattrs(tmp_path):
+    try:
+        os.setxattr(str(tmp_path), "user.probe", b"1")
+        return True
+    except OSError:
+        return False
+
+
+def test_flatten_is_atomic(snap, tmp_path, monkeypatch):
+    import edgert.image.snapshot as S
+    chain = commit_all(snap, write_layers(tmp_path, rich_layers()))
+    calls = []
+
+    def failing(chain_id, rootfs):
+        calls.append(chain_id)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(chain_id, rootfs)
+
+    real = snap._apply_snapshot
+    monkeypatch.setattr(snap, "_apply_snapshot", failing)
+    dest = tmp_path / "out" / "rootfs"
+    with pytest.raises(OSError):
+        snap.flatten(chain[-1], str(dest))
+    assert os.listdir(tmp_path / "out") == []  # neither dest nor its temporary tree
+    monkeypatch.setattr(snap, "_apply_snapshot", real)
+    # a temporary tree left by a killed run (its pid is gone) is cleared by the next one
+    os.mkdir(tmp_path / "out" / ".rootfs.unpack-999999999")
+    snap.flatten(chain[-1], str(dest))
+    assert os.listdir(tmp_path / "out") == ["rootfs"]
+    assert S.os.path.isdir(dest / "usr" / "bin")
+
+
+# -- long chains: more layers than one overlay mount's options hold --------------------------
+
+def many_layers(count):
+    """``count`` layers: each adds a file, rewrites a shared one, and removes its
+    predecessor's marker file, so every layer matters to the result."""
+    tars = [L.archive(L.directory("d"), L.file("d/base", b"0"), L.file("d/mark0", b"m"))]
+    for i in range(1, count):
+        tars.append(L.archive(L.directory("d"), L.file("d/f%03d" % i, b"%d" % i),
+                              L.file("d/base", b"%d" % i), L.whiteout("d/mark%d" % (i - 1)),
+                              L.file("d/mark%d" % i, b"m")))
+    return tars
+
+
+def commit_many(snap, tmp_path, count):
+    layers = write_layers(tmp_path, many_layers(count))
+    return layers, commit_all(snap, layers)
+
+
+def check_long_chain(snap, tmp_path, layers, chain, key="long"):
+    mounts = snap.prepare(key, chain[-1])
+    assert snap.mounts_for(key) == mounts
+    if mounts[0]["type"] == "overlay":
+        from edgert.image.snapshot import MAX_MOUNT_DATA
+        assert len(",".join(mounts[0]["options"])) <= MAX_MOUNT_DATA
+    got = view(mounts, tmp_path)
+    flat = str(tmp_path / "flat-unpack")
+    unpack_layers(layers, flat)
+    assert tree(got) == tree(flat)
+    names = sorted(os.listdir(os.path.join(got, "d")))
+    assert names == sorted(["base", "mark%d" % (len(layers) - 1)]
+                           + ["f%03d" % i for i in range(1, len(layers))])
+    return mounts
+
+
+def test_a_100_layer_image_under_a_long_root(snap, tmp_path):
+    """Short links do not fit either: the bottom layers are merged into one snapshot."""
+    long_root = tmp_path / ("r" * 60)
+    snap = Snapshotter(str(long_root), snap.backend, sync=False)
+    layers, chain = commit_many(snap, tmp_path, 100)
+    mounts = check_long_chain(snap, tmp_path, layers, chain)
+    if snap.backend == "overlay":
+        lowers = dict(o.split("=", 1) for o in mounts[0]["options"])["lowerdir"].split(":")
+        assert lowers[-1].startswith(snap.flat_dir) and len(lowers) < 100
+        # a second container shares the merged snapshot; prune keeps it while one uses it
+        second = [o.replace("/active/long/", "/active/second/") for o in mounts[0]["options"]]
+        assert snap.prepare("second", chain[-1]) == [dict(mounts[0], options=second)]
+        snap.remove("long")
+        snap.prune(set(chain))
+        assert os.listdir(snap.flat_dir) != []
+        snap.remove("second")
+        snap.prune(set(chain))
+        assert [n for n in os.listdir(snap.flat_dir) if not n.endswith(".lock")] == []
+
+
+def test_a_100_layer_image_under_a_short_root(snap, tmp_path):
+    """Short links under ROOT/l fit a page: no copying at all."""
+    import shutil
+    import tempfile
+    root = tempfile.mkdtemp(prefix="e", dir="/tmp")
+    try:
+        snap = Snapshotter(root, snap.backend, sync=False)
+        layers, chain = commit_many(snap, tmp_path, 100)
+        mounts = check_long_chain(snap, tmp_path, layers, chain)
+        if snap.backend == "overlay":
+            lowers = dict(o.split("=", 1) for o in mounts[0]["options"])["lowerdir"]
+            lowers = lowers.split(":")
+            assert len(lowers) == 100 and all(p.startswith(snap.link_dir) for p in lowers)
+            assert [os.path.realpath(p) for p in lowers] == [
+                os.path.realpath(snap.fs_path(c)) for c in reversed(chain)]
+            assert not os.path.exists(snap.flat_dir)
+    finally:
+        shutil.rmtree(root)
+
+
+def test_short_link_names_never_clash(tmp_path):
+    snap = Snapshotter(str(tmp_path / "root"), "overlay", sync=False)
+    a, b = "sha256:" + "ab" * 32, "sha256:" + "ab" * 5 + "cd" * 27
+    os.makedirs(snap.link_dir)
+    os.symlink("../snapshots/%s/fs" % ("ab" * 32), os.path.join(snap.link_dir, "ab" * 5))
+    assert snap._short_link(a) == os.path.join(snap.link_dir, "ab" * 5)  # reused
+    link_b = snap._short_link(b)
+    assert os.path.basename(link_b) == ("ab" * 5 + "c") and os.readlink(link_b).endswith(
+        "cd" * 27 + "/fs")
+    snap.prune(set())  # neither snapshot exists: their links go
+    assert os.listdir(snap.link_dir) == []

@@ -16,10 +16,10 @@ def digest(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def record(name, manifest, config, layers, arch="amd64"):
+def record(name, manifest, config, layers, arch=None):
     return ImageRecord(name, manifest, config,
                        [{"digest": d, "size": 1, "media_type": "x", "diff_id": d} for d in layers],
-                       list(layers), arch)
+                       list(layers), arch or host_arch())
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_prune_waits_for_adders(store, tmp_path):
 
 
 def test_corrupt_record_is_a_clear_error(store):
-    with open(store.record_path("bad"), "w") as f:
+    with open(store.record_path("bad", host_arch()), "w") as f:
         f.write("{not json")
     with pytest.raises(ConfigError, match="corrupt image record"):
         store.get_image("bad")
@@ -144,3 +144,82 @@ def test_waiting_for_the_lock_is_announced(tmp_path):
         assert t.is_alive() and waits == [1]
     t.join(5)
     assert not t.is_alive()
+
+
+# -- records keyed by (name, architecture) ------------------------------------------------
+
+HOST = os.uname().machine
+
+
+def host_arch():
+    from edgert.image.manifest import host_arch
+    return host_arch(HOST)
+
+
+def other_arches():
+    return [a for a in ("amd64", "arm64", "armhf", "ppc64le") if a != host_arch()]
+
+
+def test_one_name_for_several_arches(store):
+    host, (other, third) = host_arch(), other_arches()[:2]
+    for arch in (host, other):
+        store.put_image(record("busybox:1", digest(arch.encode()), digest(b"c"), [], arch))
+    assert [(r.name, r.arch) for r in store.images()] == sorted(
+        [("busybox:1", host), ("busybox:1", other)])
+    assert store.get_image("busybox:1").arch == host  # the host's by default
+    assert store.get_image("busybox:1", arch=other).digest == digest(other.encode())
+    assert store.get_image(digest(other.encode())).arch == other  # a digest is unambiguous
+    with pytest.raises(NotFound, match="for %s, %s, not %s: choose one with --arch"
+                       % tuple(sorted([host, other]) + [third])):
+        store.get_image("busybox:1", arch=third)
+    assert store.remove_image("busybox:1").arch == host
+    with pytest.raises(NotFound, match="for %s, not %s" % (other, host)):
+        store.get_image("busybox:1")
+    assert store.remove_image("busybox:1", other).arch == other
+    assert store.images() == []
+
+
+def test_arch_aliases(store):
+    store.put_image(record("x", digest(b"m"), digest(b"c"), [], "arm64"))
+    assert store.get_image("x", "aarch64").arch == "arm64"
+
+
+def legacy_write(store, rec):
+    """A record as stores wrote it before records were keyed by architecture."""
+    from edgert import jsonfast
+    path = os.path.join(store.image_dir, hashlib.sha256(rec.name.encode()).hexdigest()[:40]
+                        + ".json")
+    with open(path, "w") as f:
+        f.write(jsonfast.dumps(rec.as_dict()))
+    return path
+
+
+def test_legacy_records_are_read_and_replaced_on_write(store):
+    host, other = host_arch(), other_arches()[0]
+    path = legacy_write(store, record("old", digest(b"m1"), digest(b"c"), [], other))
+    assert store.get_image("old", other).digest == digest(b"m1")
+    with pytest.raises(NotFound, match="for %s, not %s" % (other, host)):
+        store.get_image("old")
+    # the same name pulled again for that arch: the legacy file goes, one record stays
+    store.put_image(record("old", digest(b"m2"), digest(b"c"), [], other))
+    assert not os.path.exists(path)
+    assert [(r.name, r.digest) for r in store.images()] == [("old", digest(b"m2"))]
+    # a legacy record of another arch survives a write for the host's
+    path = legacy_write(store, record("keep", digest(b"m3"), digest(b"c"), [], other))
+    store.put_image(record("keep", digest(b"m4"), digest(b"c"), [], host))
+    assert os.path.exists(path)
+    assert sorted(r.arch for r in store.images() if r.name == "keep") == sorted([host, other])
+    store.remove_image("keep", other)
+    assert not os.path.exists(path)
+    assert [r.arch for r in store.images() if r.name == "keep"] == [host]
+
+
+def test_crash_between_new_record_and_legacy_removal(store):
+    """Both files exist (the legacy removal did not happen): the new record wins."""
+    arch = host_arch()
+    store.put_image(record("n", digest(b"new"), digest(b"c"), [], arch))
+    legacy_write(store, record("n", digest(b"old"), digest(b"c"), [], arch))
+    assert [r.digest for r in store.images()] == [digest(b"new")]
+    assert store.get_image("n").digest == digest(b"new")
+    store.remove_image("n")
+    assert store.images() == []

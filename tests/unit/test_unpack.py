@@ -3,13 +3,14 @@
 import io
 import os
 import stat
+import sys
 import tarfile
 
 import pytest
 
 from edgert.errors import StateError, Unsupported
-from edgert.image.unpack import (DiffIDMismatch, LayerError, UnpackPolicy, apply_layer,
-                                 unpack_layers)
+from edgert.image.unpack import (DiffIDMismatch, LayerError, LimitExceeded, UnpackLimits,
+                                 UnpackPolicy, apply_layer, unpack_layers)
 from tests.helpers import evil_layers as L
 
 IS_ROOT = os.geteuid() == 0
@@ -218,9 +219,33 @@ def test_media_types(tmp_path, media, compress):
     assert stats.diff_id == L.diff_id(TAR)
 
 
-@pytest.mark.skipif(not any(os.access(os.path.join(d, "zstd"), os.X_OK)
-                            for d in os.get_exec_path()), reason="zstd program not installed")
-def test_zstd(tmp_path):
+HAVE_ZSTD_PROGRAM = any(os.access(os.path.join(d, "zstd"), os.X_OK) for d in os.get_exec_path())
+
+
+def have_zstandard():
+    try:
+        import zstandard  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+@pytest.fixture(params=["module", "program"])
+def zstd_decoder(request, monkeypatch, tmp_path):
+    """Runs a test once with the zstandard module and once with the zstd program alone."""
+    if not HAVE_ZSTD_PROGRAM:
+        pytest.skip("the zstd program makes the test layers: not installed")
+    if request.param == "module":
+        if not have_zstandard():
+            pytest.skip("python3-zstandard is not installed")
+    else:
+        monkeypatch.setitem(sys.modules, "zstandard", None)  # import fails
+    from edgert.image.unpackstream import zstd_decoder
+    assert zstd_decoder() == request.param
+    return request.param
+
+
+def test_zstd(tmp_path, zstd_decoder):
     apply(tmp_path, L.zstd(TAR), L.OCI_ZSTD, diff_id=L.diff_id(TAR))
     assert (tmp_path / "hello").read_bytes() == b"world"
     big = os.urandom(5 << 20)  # more than the pipes hold: input and output interleave
@@ -228,14 +253,42 @@ def test_zstd(tmp_path):
     stats = apply(tmp_path / "big", L.zstd(tar), L.OCI_ZSTD, diff_id=L.diff_id(tar))
     assert (tmp_path / "big/big").read_bytes() == big
     assert stats.tar_bytes == len(tar)
+    for cut in (6, 100, len(L.zstd(tar)) // 2):
+        with pytest.raises(LayerError, match="zstd"):
+            apply(tmp_path / ("bad%d" % cut), L.zstd(tar)[:-cut], L.OCI_ZSTD)
     with pytest.raises(LayerError, match="zstd"):
-        apply(tmp_path / "bad", L.zstd(TAR)[:-6], L.OCI_ZSTD)
+        apply(tmp_path / "garbage", b"\x28\xb5\x2f\xfd" + b"\xff" * 64, L.OCI_ZSTD)
+    with pytest.raises(LayerError, match="zstd"):
+        apply(tmp_path / "trailing", L.zstd(TAR) + b"junk", L.OCI_ZSTD)
 
 
-def test_zstd_without_the_program_is_a_clear_error(tmp_path, monkeypatch):
+def test_zstd_multiple_frames_and_skippable_frames(tmp_path, zstd_decoder):
+    tar = L.archive(L.file("a", os.urandom(300 << 10)), L.file("b", b"b" * 100000))
+    skippable = b"\x50\x2a\x4d\x18" + (5).to_bytes(4, "little") + b"12345"
+    blob = skippable + L.zstd(tar[:70000]) + L.zstd(tar[70000:])
+    stats = apply(tmp_path, blob, L.OCI_ZSTD, diff_id=L.diff_id(tar))
+    assert stats.files == 2 and (tmp_path / "b").read_bytes() == b"b" * 100000
+
+
+def test_zstd_bomb_stops_at_layer_limit_in_bounded_memory(tmp_path, zstd_decoder):
+    import resource
+    tar = L.archive(L.file("zeros", bytes(400 << 20)))
+    blob = L.zstd(tar)
+    assert len(blob) < 100 << 10
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(LimitExceeded):
+        apply(tmp_path, blob, L.OCI_ZSTD, limits=UnpackLimits(max_layer_bytes=64 << 20))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 << 10  # KiB
+
+
+def test_zstd_with_neither_decoder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(Unsupported, match="install zstd"):
-        apply(tmp_path / "d", b"\x28\xb5\x2f\xfd", L.OCI_ZSTD)
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    blob = tmp_path / ("%064x" % 7)
+    blob.write_bytes(b"\x28\xb5\x2f\xfd")
+    with pytest.raises(Unsupported, match="layer sha256:%064x is zstd-compressed: install "
+                                          "python3-zstandard or the zstd binary" % 7):
+        apply_layer(str(blob), L.OCI_ZSTD, str(tmp_path))
 
 
 def test_gzip_child_inflater_from_path(tmp_path):
@@ -273,6 +326,15 @@ def test_media_type_confusion(tmp_path):
         apply(tmp_path / "a", TAR, L.OCI_GZIP)
     with pytest.raises(LayerError, match="checksum"):
         apply(tmp_path / "b", L.gz(L.archive(L.file("r", os.urandom(4096)))), L.OCI_TAR)
+
+
+def test_zstd_and_gzip_confused(tmp_path, zstd_decoder):
+    with pytest.raises(LayerError, match="zstd"):
+        apply(tmp_path / "a", L.gz(TAR), L.OCI_ZSTD)
+    with pytest.raises(LayerError, match="not a gzip stream"):
+        apply(tmp_path / "b", L.zstd(TAR), L.OCI_GZIP)
+    with pytest.raises(LayerError, match="zstd"):
+        apply(tmp_path / "c", TAR, L.OCI_ZSTD)
 
 
 def test_diff_id_mismatch(tmp_path):

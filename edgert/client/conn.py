@@ -1,0 +1,137 @@
+"""A blocking control-socket client (protocol: docs/protocol.md).
+
+Imports only the protocol framing, so the CLI starts fast: never import edgert.daemon or
+edgert.runtime here. It uses ``_socket`` rather than ``socket``: socket.py imports enum and
+selectors, 4 ms of every CLI start on a fast machine.
+"""
+
+import os
+import sys
+
+import _socket
+
+from ..errors import EdgertError
+from ..proto import rpc
+
+READ_CHUNK = 65536
+MAX_ANSWER = 16 << 20  # a service list or an inspect of a big instance stays far below
+
+
+def default_path():
+    """EDGERT_SOCKET, else <EDGERT_RUN_DIR or /run/edgert>/edgert.sock."""
+    path = os.environ.get("EDGERT_SOCKET")
+    if path:
+        return path
+    return os.path.join(os.environ.get("EDGERT_RUN_DIR") or "/run/edgert", "edgert.sock")
+
+
+def _group_name(gid):
+    """The name of ``gid`` from /etc/group (no grp module on the device), else the number."""
+    try:
+        with open("/etc/group") as f:
+            for line in f:
+                fields = line.split(":")
+                if len(fields) > 2 and fields[2] == str(gid):
+                    return fields[0]
+    except OSError:
+        pass
+    return str(gid)
+
+
+class Connection:
+    def __init__(self, path=None):
+        self.path = path or default_path()
+        self._next_id = 0
+        self._decoder = rpc.Decoder(MAX_ANSWER, MAX_ANSWER + READ_CHUNK)
+        self._messages = []
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        try:
+            self.sock.connect(self.path)
+        except (FileNotFoundError, ConnectionRefusedError) as e:
+            self.sock.close()
+            state = "no socket" if isinstance(e, FileNotFoundError) else "nothing listens"
+            raise EdgertError("edgertd is not running (%s at %s): start it with `edgertd` or "
+                              "your init system" % (state, self.path),
+                              code="not-running") from None
+        except PermissionError:
+            self.sock.close()
+            raise EdgertError("permission denied on %s: run as root or as a member of group %s"
+                              % (self.path, self._socket_group()), code="forbidden") from None
+        except OSError as e:
+            self.sock.close()
+            raise EdgertError("cannot connect to edgertd at %s: %s" % (self.path, e.strerror),
+                              code="not-running") from None
+
+    def _socket_group(self):
+        try:
+            return _group_name(os.stat(self.path).st_gid)
+        except OSError:
+            return "?"
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def call(self, method, params=None, fds=()):
+        """Sends one request and returns its result; raises RpcError for an error answer."""
+        for item in self.stream(method, params, fds):
+            if item[0] == "result":
+                return item[1]
+        raise EdgertError("edgertd sent no answer to %s" % method, code="protocol")
+
+    def stream(self, method, params=None, fds=()):
+        """Yields ("notification", method, params) items, then ("result", result).
+
+        A stream left unfinished leaves its answer on the wire: close the connection then.
+        """
+        msgid = self._send_request(method, params, fds)
+        while True:
+            message = self._next_message()
+            if message[0] == "notification":
+                yield message
+                continue
+            if message[0] != "response" or message[1] != msgid:
+                raise rpc.ProtocolError("edgertd answered %s %r while request %d was open"
+                                        % (message[0], message[1], msgid))
+            _, _, error, result = message
+            if error is not None:
+                raise rpc.error_from_map(error)
+            yield ("result", result)
+            return
+
+    def _send_request(self, method, params, fds):
+        self._next_id = (self._next_id + 1) & rpc.MAX_MSGID
+        data = rpc.encode_request(self._next_id, method, {} if params is None else params)
+        try:
+            if fds:
+                # descriptors travel with the first byte: the daemon gives them to the
+                # request that byte starts (docs/protocol.md, "Passing descriptors")
+                self.sock.sendmsg([data[:1]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, b"".join(
+                    fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds))])
+                data = data[1:]
+            self.sock.sendall(data)
+        except OSError as e:
+            raise self._lost(e) from None
+        return self._next_id
+
+    def _next_message(self):
+        while not self._messages:
+            try:
+                data = self.sock.recv(READ_CHUNK)
+            except OSError as e:
+                raise self._lost(e) from None
+            if not data:
+                raise self._lost(None)
+            self._messages = self._decoder.feed(data)
+        return self._messages.pop(0)
+
+    def _lost(self, exc):
+        why = ": %s" % exc.strerror if exc is not None and exc.strerror else ""
+        return EdgertError("edgertd closed the connection%s (it may have restarted, or "
+                           "refused the request: see its log)" % why, code="disconnected")
+

@@ -1,0 +1,193 @@
+"""The daemon's side of images and container inputs: which image a version runs on this
+architecture, pulls (fetch.py), the per-version writable layer, volumes, the /host directory
+and the OCI config of an instance (bundle.py builds it; this module gathers the facts from
+the disk that the pure builder needs)."""
+
+import os
+import stat
+
+from ..errors import ConfigError, NotFound
+from ..fsutil import atomic_write
+from . import bundle
+
+FILE_LIMIT = 1 << 20
+
+
+class Images:
+    def __init__(self, loop, root, run_dir, arch=None, tls_verify=True):
+        from ..image.pull import resolve_arch
+        from ..image.snapshot import Snapshotter
+        from ..image.store import Store
+        self.loop = loop
+        self.root = root
+        self.run_dir = run_dir
+        self.arch = resolve_arch(arch)
+        self.tls_verify = tls_verify
+        self.store = Store(root)
+        self.snapshots = Snapshotter(root)
+
+    def source_for(self, service, version):
+        sources = version.get("image_sources") or []
+        for source in sources:
+            if source.get("arch") == self.arch:
+                return source
+        raise NotFound("node service %s version %s has no image for %s (has: %s)" % (
+            service["name"], version["version"], self.arch,
+            ", ".join(s.get("arch", "?") for s in sources) or "none"), code="no-variant")
+
+    def fetch(self, source, on_event, on_done):
+        from .fetch import Fetch
+        authn = source.get("authn") or {}
+        creds = None
+        if authn.get("registry_user") is not None:
+            creds = "%s:%s" % (authn["registry_user"], authn.get("registry_pw", ""))
+        return Fetch(self.loop, self.root, source["image_reference"], self.arch, creds,
+                     self.tls_verify, on_event, on_done)
+
+    def describe(self, source, digest=None):
+        """What a started container needs from the image, kept in the instance document so
+        a restart never depends on the image record (which `edgert image rm` may remove)."""
+        from .. import jsonfast
+        record = self._record(digest or source["image_reference"])
+        data = self.store.read_blob(record.config, FILE_LIMIT * 4)
+        config = jsonfast.loads(data.decode()).get("config") or {}
+        return {"reference": source["image_reference"], "digest": record.digest,
+                "chain": record.top_chain_id, "config": config}
+
+    def _record(self, name):
+        try:
+            return self.store.get_image(name, arch=self.arch)
+        except TypeError:  # a store without per-arch records
+            return self.store.get_image(name)
+
+    def fresh_layer(self, key, chain):
+        """A new, empty writable layer ``key`` over ``chain`` (an earlier try's is dropped)."""
+        self.drop_layer(key)
+        self.snapshots.prepare(key, chain)
+
+    def drop_layer(self, key):
+        try:
+            self.snapshots.remove(key)
+        except NotFound:
+            pass
+
+    def volume_dir(self, iid, name):
+        return os.path.join(self.root, "volumes", iid, name)
+
+    def purge_volumes(self, iid):
+        path = os.path.join(self.root, "volumes", iid)
+        if os.path.isdir(path) and not os.path.islink(path):
+            remove_tree(path)
+
+    def host_dir(self, iid):
+        return os.path.join(self.run_dir, "host", iid)
+
+    def write_host_files(self, iid, doc, service):
+        """The files under /host that come from the instance: its config maps. (Replaced
+        one by one, atomically; a map that was removed disappears.)"""
+        directory = self.host_dir(iid)
+        os.makedirs(directory, 0o755, exist_ok=True)
+        maps = doc.get("config_maps") or {}
+        for name, value in maps.items():
+            atomic_write(os.path.join(directory, name), value, 0o644, sync=False)
+        known = set(maps) | {"lxc.env", ".time-status", "prometheus.prom", "api-key"}
+        for name in os.listdir(directory):
+            if name not in known and not name.startswith("."):
+                os.unlink(os.path.join(directory, name))
+
+    def container_config(self, iid, doc, service, version, image):
+        """(OCI config, rootfs mounts) of instance ``iid`` running ``version``."""
+        from ..image.snapshot import Snapshotter  # noqa: F401 (same store as self.snapshots)
+        key = "%s.v%d" % (iid, version["version"])
+        mounts = self.snapshots.mounts_for(key)
+        volumes = {}
+        for volume in version.get("volumes") or []:
+            path = self.volume_dir(iid, volume["name"])
+            os.makedirs(path, 0o755, exist_ok=True)
+            volumes[volume["name"]] = path
+        self.write_host_files(iid, doc, service)
+        devices = {}
+        for device in version.get("devices") or []:
+            devices[device["path"]] = host_device(device["path"], service["name"])
+        user_text = version.get("user") or image["config"].get("User") or ""
+        user = bundle.parse_user(user_text, *self._user_files(image["chain"], user_text))
+        paths = {"rootfs": "rootfs", "volumes": volumes, "host_dir": self.host_dir(iid),
+                 "cgroup": None, "devices": devices}
+        config = bundle.build_config(version, doc, image["config"], paths, user=user)
+        return config, mounts
+
+    def _user_files(self, chain, user_text):
+        """/etc/passwd and /etc/group of the image, unless the user is fully numeric
+        (uid:gid); a bare uid still takes its group from /etc/passwd, as runc does."""
+        if not user_text or ":" in user_text and all(p.isdigit() for p in user_text.split(":")):
+            return "", ""
+        return (self._image_file(chain, ("etc", "passwd")),
+                self._image_file(chain, ("etc", "group")))
+
+    def _image_file(self, chain, parts):
+        """A small file of the image's top-most layer that has it, never following a
+        symlink (an image's /etc/passwd may point anywhere on the host)."""
+        for chain_id in self.snapshots.chain(chain):
+            fd = _open_nofollow(self.snapshots.fs_path(chain_id), parts)
+            if fd is None:
+                continue
+            try:
+                data = os.read(fd, FILE_LIMIT)
+            finally:
+                os.close(fd)
+            return data.decode("utf-8", "replace")
+        return ""
+
+
+def _open_nofollow(base, parts):
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(base, flags | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            nfd = os.open(part, flags | (0 if last else os.O_DIRECTORY) | os.O_NONBLOCK,
+                          dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return fd
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def remove_tree(path):
+    """Removes a directory tree without following symlinks (a volume's content is the
+    container's: its links may point anywhere)."""
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in filenames:
+            os.unlink(os.path.join(dirpath, name))
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                os.unlink(full)
+            else:
+                os.rmdir(full)
+    os.rmdir(path)
+
+
+def host_device(path, service_name):
+    """(type, major, minor, mode, uid, gid) of a host device node a node service asks for."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise NotFound("node service %s: device %s does not exist on this device" % (
+            service_name, path), code="no-device") from None
+    if stat.S_ISCHR(st.st_mode):
+        kind = "c"
+    elif stat.S_ISBLK(st.st_mode):
+        kind = "b"
+    else:
+        raise ConfigError("node service %s: %s is not a device node" % (service_name, path))
+    return (kind, os.major(st.st_rdev), os.minor(st.st_rdev), stat.S_IMODE(st.st_mode),
+            st.st_uid, st.st_gid)

@@ -1,0 +1,185 @@
+"""edgertd with real containers: deployment, lifecycle, rollouts and rollbacks, restarts of
+the daemon itself, driven through the CLI and the control socket."""
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from helpers.services import service_input
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run containers")
+
+
+def running_version(daemon, iid):
+    info = daemon.inspect(iid)
+    return info["version"] if info["state"] == "running" else None
+
+
+def test_first_deployment_runs_and_logs(daemon, images):
+    daemon.start()
+    assert daemon.import_service(service_input("web", images["good"], env={"V": "1"})) == {
+        "name": "web", "version": 1}
+    iid = daemon.json("instance", "add", "web", "--id", "abc1")["id"]
+    assert iid == "abc1"
+    daemon.wait_for(lambda: running_version(daemon, iid) == 1, "version 1 running")
+    daemon.wait_for(lambda: daemon.inspect(iid)["good_version"] == 1, "version 1 committed")
+    logs = daemon.cli("logs", iid).stdout.decode()
+    assert "started v=1" in logs
+    ps = daemon.cli("ps").stdout.decode()
+    assert "abc1" in ps and "running" in ps
+    assert all(len(line) <= 80 for line in ps.splitlines())
+    stats = daemon.json("stats", iid)
+    assert stats[0]["pids"] >= 1 and stats[0]["memory_bytes"] > 0
+
+
+def test_stop_start_restart(daemon, images):
+    daemon.start()
+    daemon.import_service(service_input("web", images["good"]))
+    daemon.cli("instance", "add", "web", "--id", "s1")
+    daemon.wait_for(lambda: daemon.inspect("s1")["good_version"] == 1, "committed")
+    pid = daemon.inspect("s1")["pid"]
+    daemon.cli("stop", "s1")
+    info = daemon.inspect("s1")
+    assert info["state"] == "stopped" and info["desired"] == "stopped"
+    assert info["last_exit"]["kind"] == "stopped"
+    daemon.cli("start", "s1")
+    daemon.wait_for(lambda: daemon.inspect("s1")["state"] == "running", "running again")
+    new_pid = daemon.inspect("s1")["pid"]
+    assert new_pid != pid
+    daemon.cli("restart", "s1")
+    daemon.wait_for(lambda: daemon.inspect("s1")["pid"] not in (None, new_pid), "restarted")
+
+
+def test_grace_period_ends_in_sigkill(daemon, images):
+    daemon.start()
+    daemon.import_service(service_input("stub", images["stubborn"], stop_grace_s=1))
+    daemon.cli("instance", "add", "stub", "--id", "g1")
+    daemon.wait_for(lambda: daemon.inspect("g1")["good_version"] == 1, "committed")
+    started = time.monotonic()
+    daemon.cli("stop", "g1")
+    took = time.monotonic() - started
+    assert 0.8 < took < 8, took
+    assert daemon.inspect("g1")["state"] == "stopped"
+
+
+def test_bad_version_is_rolled_back_with_volumes_kept(daemon, images):
+    daemon.start()
+    daemon.import_service(service_input("app", images["good"], volumes=[
+        {"name": "data", "path": "/data"}]))
+    daemon.cli("instance", "add", "app", "--id", "r1")
+    daemon.wait_for(lambda: daemon.inspect("r1")["good_version"] == 1, "v1 committed")
+    daemon.cli("exec", "r1", "sh", "-c", "echo keep > /data/file")
+    # version 2 crashes at once: the watch fails, v1 comes back, v2 is marked failed
+    daemon.import_service(dict(service_input("app", images["crash"], volumes=[
+        {"name": "data", "path": "/data"}])))
+    daemon.wait_for(lambda: 2 in daemon.inspect("r1")["failed_versions"], "v2 marked failed",
+                    timeout=40)
+    daemon.wait_for(lambda: daemon.inspect("r1")["rollout"]["outcome"], "rollback done")
+    info = daemon.inspect("r1")
+    assert info["good_version"] == 1 and info["rollout"]["outcome"] == "rolled-back"
+    assert running_version(daemon, "r1") == 1
+    out = daemon.cli("exec", "r1", "cat", "/data/file").stdout.decode()
+    assert out == "keep\n"
+    # not retried in a loop
+    time.sleep(3)
+    assert running_version(daemon, "r1") == 1
+
+
+def test_pinning_and_disabled(daemon, images):
+    daemon.start()
+    daemon.import_service(service_input("pin", images["good"], env={"V": "1"}))
+    daemon.import_service(service_input("pin", images["good"], env={"V": "2"}))
+    daemon.cli("instance", "add", "pin", "--id", "p1", "--pin", "1")
+    daemon.wait_for(lambda: daemon.inspect("p1")["good_version"] == 1, "pinned v1")
+    assert "started v=1" in daemon.cli("logs", "p1").stdout.decode()
+    daemon.cli("pin", "p1", "latest")
+    daemon.wait_for(lambda: daemon.inspect("p1")["good_version"] == 2, "latest = v2")
+    daemon.cli("pin", "p1", "disabled")
+    daemon.import_service(service_input("pin", images["good"], env={"V": "3"}))
+    time.sleep(2)
+    info = daemon.inspect("p1")
+    assert info["version"] == 2 and info["target_version"] is None
+
+
+def test_daemon_restart_keeps_containers_running(daemon, images):
+    daemon.start()
+    daemon.import_service(service_input("keep", images["good"]))
+    daemon.cli("instance", "add", "keep", "--id", "k1")
+    daemon.wait_for(lambda: daemon.inspect("k1")["good_version"] == 1, "committed")
+    pid = daemon.inspect("k1")["pid"]
+    daemon.kill(signal.SIGKILL)
+    daemon.start()
+    info = daemon.inspect("k1")
+    assert info["pid"] == pid and info["state"] == "running"
+    # and the new daemon still learns how it ends
+    os.kill(pid, signal.SIGKILL)
+    daemon.wait_for(lambda: (daemon.inspect("k1")["last_exit"] or {}).get("kind") == "killed",
+                    "exit learned after adoption")
+    daemon.wait_for(lambda: daemon.inspect("k1")["state"] == "running", "restarted by policy")
+
+
+def test_crash_loop_backs_off_and_gives_up(daemon, images):
+    daemon.start()
+    daemon.import_service(service_input("loop", images["good"], restart_policy={
+        "mode": "always", "min_uptime_s": 5, "backoff_initial_s": 1, "backoff_max_s": 1,
+        "backoff_factor": 2, "max_failures": 3}))
+    daemon.cli("instance", "add", "loop", "--id", "c1")
+    daemon.wait_for(lambda: daemon.inspect("c1")["good_version"] == 1, "committed")
+    for _ in range(3):
+        pid = daemon.wait_for(lambda: daemon.inspect("c1")["pid"], "running", timeout=10)
+        os.kill(pid, signal.SIGKILL)
+        daemon.wait_for(lambda: daemon.inspect("c1")["pid"] != pid, "exit seen")
+    daemon.wait_for(lambda: daemon.inspect("c1")["state"] == "crash-loop", "gave up")
+    daemon.cli("start", "c1")
+    daemon.wait_for(lambda: daemon.inspect("c1")["state"] == "running", "started by hand")
+
+
+@pytest.mark.parametrize("command,kind,restarts", [
+    ("reboot", "reboot-requested", True),
+    ("poweroff", "stopped-by-container", False),
+])
+def test_reboot_and_poweroff_from_inside(daemon, images, command, kind, restarts):
+    daemon.start()
+    daemon.import_service(service_input("rb", images["good"]))
+    daemon.cli("instance", "add", "rb", "--id", "b1")
+    daemon.wait_for(lambda: daemon.inspect("b1")["good_version"] == 1, "committed")
+    pid = daemon.inspect("b1")["pid"]
+    daemon.cli("exec", "b1", command, check=False)
+    daemon.wait_for(lambda: (daemon.inspect("b1")["last_exit"] or {}).get("kind") == kind,
+                    kind)
+    if restarts:
+        daemon.wait_for(lambda: daemon.inspect("b1")["pid"] not in (None, pid), "restarted")
+    else:
+        time.sleep(1.5)
+        info = daemon.inspect("b1")
+        assert info["state"] == "stopped" and info["desired"] == "stopped"
+
+
+def test_run_rm_foreground_exit_code(daemon, make_bundle):
+    daemon.start()
+    bundle = make_bundle(["/bin/sh", "-c", "echo hi from run; exit 7"])
+    proc = daemon.cli("run", "--bundle", bundle, check=False)
+    assert proc.returncode == 7, proc.stderr
+    assert proc.stdout == b"hi from run\n"
+
+
+def test_apply_and_status(daemon, images, tmp_path):
+    daemon.start()
+    doc = {"node_services": [service_input("doc", images["good"])],
+           "instances": [{"id": "d1", "node_service": "doc",
+                          "config_maps": {"settings.ini": "a=1\n"}}]}
+    path = tmp_path / "desired.json"
+    path.write_text(json.dumps(doc))
+    dry = daemon.json("apply", "-f", str(path), "--dry-run")
+    assert dry["applied"] is False and len(dry["changes"]) == 2
+    daemon.cli("apply", "-f", str(path))
+    daemon.wait_for(lambda: daemon.inspect("d1")["good_version"] == 1, "applied")
+    again = daemon.json("apply", "-f", str(path))
+    assert again["changes"] == []
+    status = daemon.json("status")
+    assert [i["id"] for i in status["instances"]] == ["d1"]
+    out = daemon.cli("exec", "d1", "cat", "/host/settings.ini").stdout
+    assert out == b"a=1\n"

@@ -156,7 +156,7 @@ class Loop:
             self.run_once()
 
     def run_once(self, timeout=None):
-        """One iteration: wait for I/O or the next timer (at most ``timeout`` s), run what is due."""
+        """One round: wait for I/O or a timer (at most ``timeout`` s), run what is due."""
         wait = self._next_wait()
         if timeout is not None and (wait is None or wait > timeout):
             wait = timeout

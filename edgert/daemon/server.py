@@ -212,8 +212,9 @@ class Connection:
 
     def _on_readable(self, fd):
         try:
-            data, ancdata, flags, _ = self.sock.recvmsg(
-                READ_CHUNK, socket.CMSG_SPACE(MAX_FDS_PER_READ * 4))
+            # received descriptors must not leak into the containers the daemon starts
+            data, ancdata, _, _ = self.sock.recvmsg(
+                READ_CHUNK, socket.CMSG_SPACE(MAX_FDS_PER_READ * 4), socket.MSG_CMSG_CLOEXEC)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -311,7 +312,7 @@ class Connection:
             self._send_response(msgid, {"code": "forbidden",
                                         "message": self.server.forbidden_message(self)}, None)
             self.loop.remove_reader(self.fd)
-            self._queue.clear()
+            self._drop_queue()
             self._close_when_flushed = True
             return
         self.msgid = msgid
@@ -333,6 +334,11 @@ class Connection:
         else:
             self._send_response(msgid, error, result)
 
+    def _drop_queue(self):
+        for _, _, _, fds in self._queue:
+            _close_fds(fds)
+        self._queue.clear()
+
     def _send_response(self, msgid, error, result):
         try:
             data = rpc.encode_response(msgid, error, result)
@@ -350,7 +356,8 @@ class Connection:
     def _send(self, data):
         if self.closed:
             return
-        if len(self._out) + len(data) > self.server.max_write_buffer:
+        # one answer of any size goes out; answers piling up behind it are capped
+        if self._out and len(self._out) + len(data) > self.server.max_write_buffer:
             self.server.log("%s: more than %d bytes of answers unread, disconnecting"
                             % (self, self.server.max_write_buffer))
             self.close()
@@ -390,9 +397,7 @@ class Connection:
         self.loop.remove_reader(self.fd)
         self.loop.remove_writer(self.fd)
         self.server.connections.pop(self.fd, None)
-        for _, _, _, fds in self._queue:
-            _close_fds(fds)
-        self._queue.clear()
+        self._drop_queue()
         _close_fds(self._fds_in_progress)
         self._out = bytearray()
         self.sock.close()

@@ -3,6 +3,7 @@ the daemon itself, driven through the CLI and the control socket."""
 
 import json
 import os
+import select
 import signal
 import time
 
@@ -183,3 +184,74 @@ def test_apply_and_status(daemon, images, tmp_path):
     assert [i["id"] for i in status["instances"]] == ["d1"]
     out = daemon.cli("exec", "d1", "cat", "/host/settings.ini").stdout
     assert out == b"a=1\n"
+
+
+def test_run_is_a_fresh_tmpfs_on_every_start(daemon, images):
+    daemon.start()
+    daemon.import_service(service_input("tmp", images["good"]))
+    daemon.cli("instance", "add", "tmp", "--id", "t1")
+    daemon.wait_for(lambda: daemon.inspect("t1")["good_version"] == 1, "committed")
+    daemon.cli("exec", "t1", "sh", "-c", "echo x > /run/marker; echo y > /keep")
+    assert daemon.cli("exec", "t1", "cat", "/run/marker").stdout == b"x\n"
+    mounts = daemon.cli("exec", "t1", "cat", "/proc/self/mounts").stdout.decode()
+    assert any(line.split()[1] == "/run" and line.split()[2] == "tmpfs"
+               for line in mounts.splitlines())
+    daemon.cli("restart", "t1")
+    daemon.wait_for(lambda: daemon.inspect("t1")["state"] == "running", "running again")
+    assert daemon.cli("exec", "t1", "cat", "/run/marker", check=False).returncode != 0
+    # the writable layer of the version is kept across restarts (unlike /run)
+    assert daemon.cli("exec", "t1", "cat", "/keep").stdout == b"y\n"
+
+
+def test_device_boot_starts_what_should_run(daemon, images):
+    """Power loss: the daemon and every container die and /run (a tmpfs) is empty at boot."""
+    import shutil
+    import subprocess
+    daemon.start()
+    daemon.import_service(service_input("boot", images["good"]))
+    daemon.cli("instance", "add", "boot", "--id", "on1")
+    daemon.cli("instance", "add", "boot", "--id", "off1")
+    daemon.wait_for(lambda: daemon.inspect("off1")["good_version"] == 1, "committed")
+    daemon.wait_for(lambda: daemon.inspect("on1")["good_version"] == 1, "committed")
+    daemon.cli("stop", "off1")
+    pid = daemon.inspect("on1")["pid"]
+    daemon.kill(signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.3)
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f if daemon.run_dir in line]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False)
+    shutil.rmtree(daemon.run_dir)
+    daemon.start()
+    daemon.wait_for(lambda: daemon.inspect("on1")["state"] == "running", "started at boot")
+    assert daemon.inspect("off1")["state"] == "stopped"
+
+
+def test_logs_follow_and_events(daemon, images):
+    import subprocess
+    daemon.start()
+    daemon.import_service(service_input("chat", images["good"]))
+    events = subprocess.Popen([daemon.cli_bin, "--socket", daemon.socket, "events"],
+                              stdout=subprocess.PIPE, env=daemon.env)
+    try:
+        daemon.cli("instance", "add", "chat", "--id", "e1")
+        daemon.wait_for(lambda: daemon.inspect("e1")["good_version"] == 1, "committed")
+        follow = subprocess.Popen([daemon.cli_bin, "--socket", daemon.socket, "logs", "-f",
+                                   "e1"], stdout=subprocess.PIPE, env=daemon.env)
+        try:
+            time.sleep(0.5)
+            daemon.cli("exec", "e1", "sh", "-c", "echo followed-line >> /proc/2/fd/1")
+            seen = b""
+            deadline = time.monotonic() + 10
+            while b"followed-line\n" not in seen and time.monotonic() < deadline:
+                if select.select([follow.stdout], [], [], 0.2)[0]:
+                    seen += os.read(follow.stdout.fileno(), 4096)
+            assert b"followed-line\n" in seen
+        finally:
+            follow.kill()
+            follow.wait()
+    finally:
+        events.kill()
+        out = events.communicate()[0].decode()
+    assert "rollout-started" in out and "committed" in out

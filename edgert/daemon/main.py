@@ -28,7 +28,7 @@ DEFAULT_SETTINGS = {
     "arch": None,                # the architecture whose images to run (default: this one)
     "tls_verify": True,
 }
-SETTABLE = frozenset(("update_windows", "unsynced_policy", "log_cap_bytes", "syslog"))
+SETTABLE = frozenset(("update_windows", "unsynced_policy"))  # the others need a restart
 
 
 def parse_args(argv, environ):
@@ -165,9 +165,13 @@ class Daemon:
                                    self.run_dir, self.root)
         from .oneshot import Oneshot
         self.oneshot = Oneshot(self)
+        syslog = None
+        if settings.get("syslog"):
+            from .logring import SyslogMirror
+            syslog = SyslogMirror("edgert")
         self.supervisor = Supervisor(self.loop, os.path.join(self.run_dir, "oci"), self.run_dir,
                                      self._on_exit, self.log,
-                                     log_cap=settings["log_cap_bytes"])
+                                     log_cap=settings["log_cap_bytes"], syslog=syslog)
         self.orchestra.sup = self.supervisor
         from .api import Api
         from .server import Server

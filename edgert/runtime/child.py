@@ -208,6 +208,25 @@ def pivot(sc, rootfs):
     sc.chdir("/")
 
 
+def loopback_up():
+    """Brings up ``lo`` in a network namespace the runtime just created, as runc and crun
+    do: a new namespace's loopback is down, and services that talk to themselves on
+    127.0.0.1 (and health probes) need it."""
+    import _socket
+    import fcntl
+    import struct
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        request = struct.pack("16sH22x", b"lo", 0)  # struct ifreq: name, ifr_flags
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
+    finally:
+        sock.close()
+
+
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
 def set_sysctl(sc, sysctl):
     for key, value in sysctl.items():
         sc.write_file("/proc/sys/" + key.replace(".", "/"), value)

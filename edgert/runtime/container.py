@@ -294,6 +294,9 @@ def child_intermediate(plan, ch):
             os.setresuid(0, 0, 0)
         elif plan.unshare_flags:
             sc.unshare(plan.unshare_flags)
+        if plan.unshare_flags & K.CLONE_NEWNET:
+            from .child import loopback_up
+            loopback_up()
         if plan.time_offsets:
             with open("/proc/self/timens_offsets", "w") as f:
                 f.write(plan.time_offsets)

@@ -358,6 +358,13 @@ def test_network_sysctl_in_a_network_namespace(oci, make_bundle):
     assert read(key) == host_value
 
 
+def test_a_new_network_namespace_has_loopback_up(oci, make_bundle):
+    # as runc and crun do: 127.0.0.1 works in a fresh network namespace
+    proc = oci("run", "--bundle", make_bundle(["/bin/cat", "/sys/class/net/lo/flags"]),
+               unique("lo"))
+    assert int(proc.stdout.decode().strip(), 16) & 0x1
+
+
 def test_network_sysctl_without_a_network_namespace_is_refused(oci, make_bundle):
     cid = unique("sysctl-host")
 

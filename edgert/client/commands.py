@@ -34,7 +34,8 @@ node services and rollouts:
   status                      the observed state of the whole device (JSON)
   settings [KEY=VALUE...]     show or change device settings (update_windows, ...)
   ping                        check that edgertd answers
-  console [--tty DEV] [--baud N]   these commands as a shell for a serial console
+  console [--tty DEV] [--baud N]
+                              these commands as a shell for a serial console
 """
 
 

@@ -349,12 +349,14 @@ class Supervisor:
         return tracked.pid if tracked is not None else None
 
     def version_of(self, instance_id):
-        """The ``edgert.version`` annotation the container was started with, or None."""
+        """The version number in the ``edgert.version`` annotation the container was
+        started with (annotations are strings; versions are numbers), or None."""
         try:
             st = self.runtime.store.load(instance_id)
         except EdgertError:
             return None
-        return (st.get("annotations") or {}).get("edgert.version")
+        text = (st.get("annotations") or {}).get("edgert.version")
+        return int(text) if isinstance(text, str) and text.isdigit() else None
 
     def stats(self, instance_id):
         """{"memory_bytes", "memory_limit", "cpu_ns", "pids"} from the container's cgroup (a

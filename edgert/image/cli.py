@@ -109,7 +109,9 @@ def _os_error(e):
 
 def _store(options):
     from .store import DEFAULT_ROOT, Store
-    root = options.get("root") or os.environ.get("EDGERT_IMAGE_ROOT") or DEFAULT_ROOT
+    root = (options.get("root") or os.environ.get("EDGERT_IMAGE_ROOT")
+            or os.environ.get("EDGERT_ROOT") or DEFAULT_ROOT)
+
     def on_wait():
         sys.stderr.write("edgert image: waiting for another edgert using %s\n" % root)
         sys.stderr.flush()

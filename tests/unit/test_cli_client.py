@@ -1,0 +1,55 @@
+"""The CLI client's pure parts: option parsing, 80-column tables, errors without a daemon."""
+
+import io
+import os
+
+import pytest
+
+from edgert.client import commands
+
+
+def test_options_anywhere_and_repeated():
+    options, rest = commands._opts(["--pin", "3", "web", "--config-map=a=b", "--config-map",
+                                    "c=d", "--stopped"],
+                                   ("--stopped",), ("--pin", "--config-map"))
+    assert rest == ["web"]
+    assert options == {"--pin": ["3"], "--config-map": ["a=b", "c=d"], "--stopped": True}
+
+
+def test_unknown_option_and_missing_value():
+    with pytest.raises(commands.Usage):
+        commands._opts(["--bogus"], (), ())
+    with pytest.raises(commands.Usage):
+        commands._opts(["--pin"], (), ("--pin",))
+
+
+def test_table_never_passes_80_columns_and_is_ascii():
+    rows = [("ID", "SERVICE", "NOTE")] + [("x" * 20, "s\u00e9rvice", "n" * 200)] * 3
+    text = commands._table(rows)
+    assert all(len(line) <= 79 for line in text.splitlines())
+    text.encode("ascii")
+
+
+@pytest.mark.parametrize("argv,code", [
+    (["nosuch"], 2), (["ps", "extra"], 2), (["logs"], 2), (["pin", "x"], 2),
+    (["inspect", "x"], 1), (["ps"], 1),
+])
+def test_exit_codes_without_a_daemon(tmp_path, argv, code):
+    out, err = io.StringIO(), io.StringIO()
+    assert commands.run(argv, out, err, socket_path=str(tmp_path / "none.sock")) == code
+    message = err.getvalue()
+    assert message.count("\n") == 1 and "Traceback" not in message
+    if code == 1:
+        assert "edgertd is not running" in message
+
+
+def test_cli_never_imports_the_daemon_or_the_runtime():
+    import subprocess
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = ("import sys; sys.path.insert(0, %r); from edgert.client import commands; "
+            "commands.run(['ps'], socket_path='/nonexistent'); "
+            "bad = [m for m in sys.modules if m.startswith(('edgert.daemon', 'edgert.runtime',"
+            " 'edgert.image', 'pyroute2', 'cffi'))]; print(bad)" % repo)
+    out = subprocess.run(["/usr/bin/python3", "-I", "-c", code], capture_output=True,
+                         text=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out

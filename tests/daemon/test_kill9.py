@@ -2,8 +2,11 @@
 consistent, seen through the CLI and, independently, through the run directory, the mount
 table and /proc.
 
-One instance flips between two good versions (env V=1 / V=2); a few trials roll out a
-crashing version instead, so kills also land in rollbacks. Some trials also kill the
+One instance flips between two good versions (env V=1 / V=2); some trials roll out a
+crashing version instead, so kills also land in rollbacks. Half the kills come after a
+random delay (0..2.5 s); the other half aim at a step: the test watches the instance
+document until the rollout reaches that step, then kills after a few milliseconds, so short
+steps (prepare, start_new, commit, mark_failed) are hit too. Some trials also kill the
 container's pid 1 while the daemon is down, and some wipe the run directory too (a power
 loss: /run is a tmpfs). Run with -s to see where each kill landed.
 """
@@ -24,9 +27,13 @@ from helpers.services import service_input
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run containers")
 
 SEED = 20261203
-TRIALS = 24
-CRASH_TRIALS = (3, 8, 14, 19)   # one crashing version each: a failed version is never retried
+TRIALS = 32
+CRASH_TRIALS = (2, 6, 10, 14, 18, 22, 26, 30)  # a new crashing version each: a failed
+#                                                version is never rolled out again
 MAX_DELAY_S = 2.5
+AIM_DELAY_S = 0.02
+FLIP_STEPS = ("fetch", "prepare", "stop_old", "start_new", "watch", "commit")
+ROLLBACK_STEPS = ("start_new", "watch", "mark_failed", "stop_new", "start_old", "watch_old")
 IID = "k9"
 GOOD_VERSIONS = (1, 2)
 
@@ -40,7 +47,7 @@ def landed_step(daemon):
     rec = instance_doc(daemon).get("rollout") or {}
     if rec.get("outcome"):
         return "finished"
-    return rec.get("step") + (" (rolling back)" if rec.get("goal") == "rolled-back" else "")
+    return rec.get("step")
 
 
 def instance_doc(daemon):
@@ -116,6 +123,19 @@ def check_consistent(daemon, want, rollout_id, failed):
     assert out == "%d\n" % want
 
 
+def wait_for_step(daemon, rollout_id, step, timeout=10):
+    """Polls the instance document until rollout ``rollout_id`` is at ``step`` (or over)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            rec = instance_doc(daemon).get("rollout") or {}
+        except (OSError, ValueError):
+            continue
+        if rec.get("id") == rollout_id and (rec.get("step") == step or rec.get("outcome")):
+            return
+        time.sleep(0.002)
+
+
 def wait_finished(daemon, rollout_id):
     def done():
         info = daemon.inspect(IID)
@@ -147,10 +167,13 @@ def test_kill9_at_random_points_of_rollouts(daemon, images):
         crash = trial in CRASH_TRIALS
         target = crash_versions.pop(0) if crash else 3 - good
         mode = "boot" if trial % 7 == 6 else rng.choice(["daemon", "daemon", "pid1"])
-        delay = rng.uniform(0, MAX_DELAY_S)
+        aim = rng.choice(ROLLBACK_STEPS if crash else FLIP_STEPS) if trial % 2 else None
+        delay = rng.uniform(0, AIM_DELAY_S if aim else MAX_DELAY_S)
         t0 = time.monotonic()
         daemon.cli("pin", IID, target)
         rollout_id += 1
+        if aim:
+            wait_for_step(daemon, rollout_id, aim)
         time.sleep(delay)
         daemon.kill()
         step = landed_step(daemon)
@@ -167,11 +190,11 @@ def test_kill9_at_random_points_of_rollouts(daemon, images):
         else:
             good = target
         check_consistent(daemon, good, rollout_id, failed)
-        print("trial %2d: %s -> v%d, kill after %.2fs (%s) landed in %-28s ok in %.1fs" % (
-            trial, "crash" if crash else "flip ", target, delay, mode, step,
-            time.monotonic() - t0))
+        print("trial %2d: %s -> v%-2d kill %-20s (%-6s) landed in %-11s ok after %.1fs" % (
+            trial, "crash" if crash else "flip ", target, "%.2fs after %s" % (
+                delay, aim or "the pin"), mode, step, time.monotonic() - t0))
     print("kills landed in: %s; %d trials in %.0fs" % (
         ", ".join("%s %d" % kv for kv in sorted(landings.items())), TRIALS,
         time.monotonic() - started))
-    # the delays spread over the whole rollout, not just its first or last step
-    assert len(landings) >= 4, landings
+    # kills spread over the rollout and the rollback, not just their longest steps
+    assert len(landings) >= 7, landings

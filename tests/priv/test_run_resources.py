@@ -429,7 +429,11 @@ def test_hugepage_limit_reads_back(oci, make_bundle, log):
         pytest.skip("no 2 MiB huge pages")
     limits = [{"pageSize": "2MB", "limit": 8 * MIB}]
     bundle = make_bundle(["/probe", "sleep", "30"], edit=with_resources(hugepageLimits=limits))
-    run_detached(oci, bundle, cid, log)
+    proc = run_detached(oci, bundle, cid, log, check=False)
+    if proc.returncode != 0 and "is not enabled in" in read(log):
+        # edgert never enables a controller in a cgroup it did not make: the host decides
+        pytest.skip("hugetlb is not delegated to our cgroup: %s" % read(log).strip())
+    assert proc.returncode == 0, read(log)
     dirs = cgroup_dirs(cid)
     if version == 1:
         assert int(read(dirs["hugetlb"] + "/hugetlb.2MB.limit_in_bytes")) == 8 * MIB

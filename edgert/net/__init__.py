@@ -1,0 +1,1 @@
+"""Container networking: LAN subnets, addresses and the host side of container links."""

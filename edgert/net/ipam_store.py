@@ -1,0 +1,74 @@
+"""The device's record of instance subnets (edge): one JSON file, atomic writes.
+
+``{"instances": {"<instance id>": {"service": "<name>", "subnet": "10.190.3.0/24"}}}``.
+An instance keeps its subnet until it is released (instance removal), so a subnet is never
+handed out twice, also across daemon restarts.
+"""
+
+import json
+
+from ..errors import StateError
+from ..fsutil import atomic_write
+from . import ipam
+
+
+class Allocations:
+    def __init__(self, path):
+        self.path = path
+        self._instances = self._load()
+
+    def _load(self):
+        try:
+            with open(self.path, "rb") as f:
+                doc = json.loads(f.read())
+        except FileNotFoundError:
+            return {}
+        except ValueError as err:
+            raise StateError("%s: subnet allocations unreadable (%s); restore the file or, if "
+                             "no instance uses an allocated subnet, remove it" % (self.path, err))
+        instances = doc.get("instances") if type(doc) is dict else None
+        if type(instances) is not dict or not all(
+                type(v) is dict and type(v.get("subnet")) is str for v in instances.values()):
+            raise StateError("%s: subnet allocations malformed (expected {\"instances\": {id: "
+                             "{\"service\", \"subnet\"}}}); restore the file" % self.path)
+        return instances
+
+    def _save(self):
+        atomic_write(self.path, json.dumps({"instances": self._instances}, indent=1,
+                                           sort_keys=True) + "\n", 0o600)
+
+    def subnet_of(self, instance_id):
+        entry = self._instances.get(instance_id)
+        return entry["subnet"] if entry else None
+
+    def by_subnet(self):
+        """{subnet: instance id} of every allocation on the device."""
+        return {v["subnet"]: k for k, v in self._instances.items()}
+
+    def allocate(self, instance_id, service, network_config, reserved=()):
+        """The instance's subnet: the one it has, or a new one (saved before it is returned)."""
+        have = self.subnet_of(instance_id)
+        if have is not None:
+            return have
+        subnet = ipam.allocate(network_config["access_provided_subnet"],
+                               network_config["dhcp_range_template"], self.by_subnet(),
+                               reserved, service)
+        self._instances[instance_id] = {"service": service, "subnet": subnet}
+        try:
+            self._save()
+        except BaseException:
+            del self._instances[instance_id]
+            raise
+        return subnet
+
+    def release(self, instance_id):
+        """Frees the instance's subnet; True if it had one."""
+        entry = self._instances.pop(instance_id, None)
+        if entry is None:
+            return False
+        try:
+            self._save()
+        except BaseException:
+            self._instances[instance_id] = entry
+            raise
+        return True

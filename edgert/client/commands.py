@@ -220,9 +220,13 @@ class Cli:
 
     def _foreground(self, method, params, tty):
         """run/exec: our stdin, stdout and stderr go to the container process itself (fd
-        passing); the daemon answers when it exits; ^C and friends are forwarded."""
+        passing); the daemon answers when it exits; ^C and friends are forwarded. With -t
+        (exec) a fresh pty's slave goes instead and becomes the process's controlling
+        terminal, and we copy between our terminal and its master."""
         if tty and not os.isatty(0):
             raise Usage("-t needs a terminal on stdin")
+        if tty and method == "exec":
+            return self._exec_pty(params)
         import _signal
         conn = self.conn()
         state = {"pid": 0}
@@ -250,6 +254,34 @@ class Cli:
         finally:
             for sig, handler in saved.items():
                 _signal.signal(sig, handler)
+        return code
+
+    def _exec_pty(self, params):
+        from .. import tty
+        master, slave = os.openpty()
+        tty.copy_window_size(0, master)
+        term = os.environ.get("TERM")
+        if term and not any(e.startswith("TERM=") for e in params.get("env", [])):
+            params = dict(params, env=list(params.get("env", [])) + ["TERM=" + term])
+        import _signal
+        winch = _signal.signal(28, lambda sig, frame: tty.copy_window_size(0, master))
+        conn = self.conn()
+        code = 1
+        try:
+            stream = conn.stream("exec", params, fds=(slave, slave, slave))
+            for kind, *rest in stream:
+                if kind == "notification" and rest[0] == "started":
+                    os.close(slave)
+                    slave = -1
+                    proxied, master = master, -1
+                    tty.proxy(proxied)  # until the process ends; proxy closes the master
+                elif kind == "result":
+                    code = rest[0].get("exit_code", 1)
+        finally:
+            _signal.signal(28, winch)
+            for fd in (slave, master):
+                if fd >= 0:
+                    os.close(fd)
         return code
 
     def cmd_stats(self, args):

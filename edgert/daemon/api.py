@@ -273,7 +273,7 @@ class Api:
             req.reply({"exit_code": code})
         try:
             pid = self.sup.exec(iid, p["args"], env=p.get("env") or None, cwd=p.get("cwd"),
-                                stdio=tuple(fds), on_done=finished)
+                                stdio=tuple(fds), on_done=finished, tty=p.get("tty", False))
         finally:
             _close(fds)
         self.foreground[pid] = (req.conn, iid)

@@ -375,7 +375,7 @@ class Supervisor:
 
     # -- exec -----------------------------------------------------------------------------
 
-    def exec(self, instance_id, args, env=None, cwd=None, stdio=None, on_done=None):
+    def exec(self, instance_id, args, env=None, cwd=None, stdio=None, on_done=None, tty=False):
         """Runs ``args`` in the running container (its process settings, plus ``env``
         entries and ``cwd``); ``stdio``: three fds, default /dev/null. Returns the pid;
         ``on_done(exit code)`` when it ends (128+N when killed by signal N)."""
@@ -389,7 +389,8 @@ class Supervisor:
             devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
             stdio = (devnull, devnull, devnull)
         try:
-            pid = self.runtime.spawn_exec(instance_id, None, overrides=overrides, stdio=stdio)
+            pid = self.runtime.spawn_exec(instance_id, None, overrides=overrides, stdio=stdio,
+                                          stdio_tty=tty)
         except EdgertError as e:
             raise about(instance_id, e) from None
         finally:

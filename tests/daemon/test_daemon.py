@@ -255,3 +255,36 @@ def test_logs_follow_and_events(daemon, images):
         events.kill()
         out = events.communicate()[0].decode()
     assert "rollout-started" in out and "committed" in out
+
+
+def test_exec_with_a_terminal(daemon, images):
+    """`edgert exec -t` from a terminal: the process gets its own controlling pty."""
+    import subprocess
+    daemon.start()
+    daemon.import_service(service_input("term", images["good"]))
+    daemon.cli("instance", "add", "term", "--id", "x1")
+    daemon.wait_for(lambda: daemon.inspect("x1")["state"] == "running", "running")
+    master, slave = os.openpty()
+    proc = subprocess.Popen([daemon.cli_bin, "--socket", daemon.socket, "exec", "-t", "x1",
+                             "sh", "-c", "[ -t 0 ] && echo isatty; awk '{print \"ttynr=\" $7}' "
+                             "/proc/self/stat; echo term=$TERM; read line; echo got=$line; "
+                             "exit 4"], stdin=slave, stdout=slave, stderr=slave,
+                            env=dict(daemon.env, TERM="vt100"), start_new_session=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 15
+    sent = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                out += os.read(master, 4096)
+            except OSError:
+                break
+        if b"term=vt100" in out and not sent:
+            os.write(master, b"hello\r")
+            sent = True
+    assert proc.wait(10) == 4, out
+    os.close(master)
+    text = out.decode(errors="replace")
+    assert "isatty" in text and "term=vt100" in text and "got=hello" in text, text
+    assert "ttynr=0\r" not in text and "ttynr=" in text  # a controlling terminal

@@ -372,6 +372,8 @@ def latency(daemon, workdir, cgroup, rounds, settle):
         S("edgert run (daemon)", daemon.cli_argv("run", "--bundle", bundle, "/bin/true")),
         S("crun", wrapper + [bench_run.resolve("crun")], os.path.join(workdir, "root-crun"),
           bundle),
+        S("edgert-oci (no daemon)", [bench_run.in_tree_wrapper(workdir)],
+          os.path.join(workdir, "root-edgert-oci"), bundle),
         S("hide-unified wrapper", wrapper + [bench_run.resolve("true")]),
         S("edgert ps", daemon.cli_argv("ps")),
         S("python3 -I startup", [DEVICE_PYTHON, "-I", "-c", "pass"]),
@@ -397,6 +399,8 @@ def latency(daemon, workdir, cgroup, rounds, settle):
                                                                         crun - wrap))
         print("edgert run / crun (net) %.2fx, / crun (raw) %.2fx   (target <= 1.0x)"
               % (run / (crun - wrap), run / crun))
+    if run and med["edgert-oci (no daemon)"]:
+        print("edgert run / edgert-oci run %.2fx" % (run / med["edgert-oci (no daemon)"]))
     if med["edgert ps"] and med["python3 -I startup"]:
         print("edgert ps / python3 -I startup %.2fx   (target < 2x)"
               % (med["edgert ps"] / med["python3 -I startup"]))

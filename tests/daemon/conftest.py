@@ -69,10 +69,16 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise AssertionError("edgertd exited %d: %s" % (self.proc.returncode,
                                                               self.log()))
-            if os.path.exists(self.socket) and self.cli("ping", check=False).returncode == 0:
+            if os.path.exists(self.socket) and self._pings():
                 return self
             time.sleep(0.05)
         raise AssertionError("edgertd did not answer within %ds: %s" % (timeout, self.log()))
+
+    def _pings(self):
+        try:  # short: a stale socket whose listener lives on (in a fork) accepts, never answers
+            return self.cli("ping", check=False, timeout=3).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc and self.proc.poll() is None:

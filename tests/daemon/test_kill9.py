@@ -96,8 +96,7 @@ def daemon_forks(daemon):
                     args = f.read().split(b"\0")
             except (FileNotFoundError, ProcessLookupError):
                 continue
-            if daemon.run_dir.encode() in args and any(b"edgertd" in a or b"main" in a
-                                                       for a in args[:2]):
+            if daemon.daemon_bin.encode() in args and daemon.run_dir.encode() in args:
                 found.append(int(name))
     return found
 

@@ -29,7 +29,7 @@ RECORDER = """#!/bin/sh
 # records what the DHCP client tells its script, one env dump per call, and configures the
 # address (inside the test's namespace) so the client can unicast RENEW and RELEASE
 n=$(ls %(dir)s | wc -l)
-env > %(dir)s/$(printf %%03d $n)
+{ env; echo "event=$1"; } > %(dir)s/$(printf %%03d $n)
 case "$1$reason" in
     bound|renew) ip addr replace "$ip/$mask" dev "$interface" ;;
     BOUND|REBOOT|RENEW)
@@ -174,7 +174,7 @@ def test_udhcpc_gets_a_lease_with_router_dns_and_lease_time(loop, link, server, 
     script, calls = recorder(tmp_path, "udhcpc")
     code, out = run_peer(loop, udhcpc(link, script, "-x", "hostname:cam1"))
     assert code == 0, out
-    bound = [env for env in recorded(calls) if env.get("1") == "bound" or "ip" in env]
+    bound = [env for env in recorded(calls) if env.get("event") == "bound" or "ip" in env]
     env = bound[-1]
     assert env["ip"].startswith(SUBNET + ".")
     assert 100 <= int(env["ip"].rsplit(".", 1)[1]) <= 199
@@ -187,12 +187,29 @@ def test_udhcpc_gets_a_lease_with_router_dns_and_lease_time(loop, link, server, 
     assert lease["state"] == "bound" and lease["hostname"] == "cam1"
 
 
-def test_udhcpc_release_frees_the_lease(loop, link, server, tmp_path):
+def test_udhcpc_renews_then_releases(loop, link, tmp_path):
+    server = OurServer(loop, link, tmp_path, lease_s=10)
     script, calls = recorder(tmp_path, "udhcpc")
-    code, out = run_peer(loop, udhcpc(link, script, "-R"))
-    assert code == 0, out
-    run_until(loop, lambda: any(l["state"] == "released" for l in server.leases().values()),
-              5, "the RELEASE reaching the server")
+    argv = [a for a in udhcpc(link, script, "-R") if a != "-q"]
+    log = tmp_path / "udhcpc.log"
+    proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        # T1 is 5 s: udhcpc unicasts a REQUEST to us and runs its script with "renew"
+        run_until(loop, lambda: any(env.get("event") == "renew" for env in recorded(calls)),
+                  15, "udhcpc renewing")
+        renewed = [env for env in recorded(calls) if env.get("event") == "renew"][0]
+        bound = [env for env in recorded(calls) if env.get("event") == "bound"][0]
+        assert renewed["ip"] == bound["ip"] and renewed["lease"] == "10"
+        proc.terminate()    # -R: release on exit
+        run_until(loop, lambda: proc.poll() is not None, 10, "udhcpc exiting")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        server.stop()
+        print(log.read_text())
+    run_until(loop, lambda: server.leases()[bound["ip"]]["state"] == "released", 5,
+              "the RELEASE reaching the server")
 
 
 def test_same_client_same_address_after_server_restart(loop, link, server, tmp_path):

@@ -1,0 +1,34 @@
+"""/host/.time-status: non-empty exactly while the host clock is NTP-synced (edge).
+
+The signal is the daemon's own (``edgert.daemon.clock.ntp_synced``: adjtimex, or the firmware
+hook's ``<run-dir>/time-status``). ``TimeStatus.poll`` tells the daemon when it changed, so it
+rewrites every container's file then, and ``write`` sets a new container's file at creation.
+"""
+
+import os
+
+from ..daemon import clock
+from ..fsutil import atomic_write
+
+FILE = ".time-status"
+SYNCED = b"synced\n"
+
+
+def write(host_dir, synced):
+    """Replaces ``<host_dir>/.time-status`` atomically: readers see old or new, never empty by
+    accident. The host dir is on /run (tmpfs), so no fsync."""
+    atomic_write(os.path.join(host_dir, FILE), SYNCED if synced else b"", 0o644, sync=False)
+
+
+class TimeStatus:
+    def __init__(self, run_dir, probe=clock.ntp_synced):
+        self.run_dir = run_dir
+        self._probe = probe
+        self.synced = None  # unknown until the first poll, which therefore reports a change
+
+    def poll(self):
+        """Reads the sync state; True when it differs from the last poll's."""
+        synced = bool(self._probe(self.run_dir))
+        changed = synced != self.synced
+        self.synced = synced
+        return changed

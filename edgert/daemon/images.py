@@ -97,7 +97,6 @@ class Images:
 
     def container_config(self, iid, doc, service, version, image):
         """(OCI config, rootfs mounts) of instance ``iid`` running ``version``."""
-        from ..image.snapshot import Snapshotter  # noqa: F401 (same store as self.snapshots)
         key = "%s.v%d" % (iid, version["version"])
         mounts = self.snapshots.mounts_for(key)
         volumes = {}

@@ -10,7 +10,8 @@ PEERS="gcc libc6-dev make musl-tools busybox-static python3-dev python3-cffi pyt
  python3-msgpack python3-pyroute2 python3-pytest python3-hypothesis python3-zstandard zstd
  crun runc podman containerd iproute2 kmod faketime time
  linux-libc-dev-arm64-cross linux-libc-dev-armhf-cross linux-libc-dev-ppc64el-cross libseccomp2
- docker-registry apache2-utils openssl skopeo umoci qemu-user-static"
+ docker-registry apache2-utils openssl skopeo umoci qemu-user-static
+ isc-dhcp-client dhcpcd-base dnsmasq-base"
 missing=""
 for p in $PEERS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then

@@ -63,6 +63,7 @@ class Orchestra:
         self.event_seq = 0
         self.subscribers = []
         self.tick_timer = None
+        self.window_timer = None
 
     # -- events ---------------------------------------------------------------------------
 
@@ -157,6 +158,8 @@ class Orchestra:
                     return
             elif target != doc.get("current_version"):
                 live.message = "version %s waits: %s" % (target, why)
+                if not is_open:
+                    self._wake_at_window_change()
         elif target is None and doc.get("current_version") is None:
             live.message = reason
         self._keep_alive(iid, doc, live)
@@ -168,6 +171,24 @@ class Orchestra:
         parsed = window.parse(windows)
         return window.is_open(parsed, time.localtime(), self.clock(),
                               self.settings.get("unsynced_policy", "defer"))
+
+    def _wake_at_window_change(self):
+        """A change the update window defers starts when the window opens, not up to TICK_S
+        later; the tick still covers changes further off (and clock jumps)."""
+        delay = window.next_change(window.parse(self.settings.get("update_windows")),
+                                   time.localtime())
+        if delay is None or delay > TICK_S:
+            return
+        if self.window_timer is not None:
+            self.window_timer.cancel()
+
+        def fire():
+            self.window_timer = None
+            for iid in list(self.db.instances):
+                self.reconcile(iid)
+        # localtime() drops the fraction of a second, so this is never early; the delay is 0
+        # only in a leap second, where it would spin
+        self.window_timer = self.loop.call_later(max(delay, 1.0), fire)
 
     def _begin(self, iid, doc, target, first, why):
         service = self.db.services[doc["node_service"]]

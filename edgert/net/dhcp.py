@@ -368,7 +368,9 @@ class Server:
     def _available_to(self, address, key, now):
         """May ``key`` have ``address``: in the pool, not declined, not the server's, and
         not held by another client."""
-        if not self.first <= address <= self.last or address == self.server_int:
+        host = address & ~self.mask & 0xFFFFFFFF
+        if not self.first <= address <= self.last or address == self.server_int or \
+                host in (0, ~self.mask & 0xFFFFFFFF):   # the network and broadcast addresses
             return False
         if self.declined.get(address, 0) > now:
             return False

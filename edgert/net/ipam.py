@@ -158,3 +158,21 @@ def lan_plan(network_config, subnet=None, service=None):
         "pool_start": format_ipv4(start),
         "pool_end": format_ipv4(end),
     }
+
+
+def check_disjoint(subnets):
+    """ConfigError naming two of ``subnets`` ({owner: "a.b.c.d/p"}) that overlap, if any do.
+
+    For fixed LAN ranges of different node services on one device: their LANs would share
+    addresses.
+    """
+    spans = []
+    for owner, subnet in subnets.items():
+        address, prefix = _cidr(subnet, owner)
+        spans.append((_span(network_of(address, prefix), prefix), owner))
+    spans.sort()
+    for ((_, last), owner), ((first, _), other) in zip(spans, spans[1:]):
+        if first <= last:
+            raise ConfigError("%s (%s) overlaps %s (%s): give one of them another subnet"
+                              % (owner, subnets[owner], other, subnets[other]),
+                              code="subnets-overlap")

@@ -50,6 +50,9 @@ class Allocations:
         have = self.subnet_of(instance_id)
         if have is not None:
             return have
+        if network_config.get("dhcp_range_template") is None:
+            raise StateError("node service \"%s\" has no dhcp_range_template: its instances "
+                             "get no subnet of their own" % service)
         subnet = ipam.allocate(network_config["access_provided_subnet"],
                                network_config["dhcp_range_template"], self.by_subnet(),
                                reserved, service)

@@ -54,6 +54,7 @@ class Daemon:
         self.proc = None
         self.env = dict(os.environ, EDGERT_CGROUP_PARENT="edgert-test-%d" % os.getpid(),
                         EDGERT_INIT=os.path.join(REPO, "init", "edgert-init"))
+        self.daemon_env = {}  # extra environment of edgertd alone (not of the CLI)
         with open(self.config, "w") as f:
             json.dump({}, f)
 
@@ -62,7 +63,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [self.daemon_bin, "--root", self.root, "--run-dir", self.run_dir, "--socket",
              self.socket, "--config", self.config], stdin=subprocess.DEVNULL, stdout=log,
-            stderr=log, env=self.env)
+            stderr=log, env=dict(self.env, **self.daemon_env))
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -28,18 +28,15 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run con
 
 SEED = 20261203
 TRIALS = 32
-CRASH_TRIALS = (2, 6, 10, 14, 18, 22, 26, 30)  # a new crashing version each: a failed
-#                                                version is never rolled out again
+# each rolls out a new crashing version: a failed version is never rolled out again
+CRASH_TRIALS = (2, 6, 10, 14, 18, 22, 26, 30)
 MAX_DELAY_S = 2.5
 AIM_DELAY_S = 0.02
 FLIP_STEPS = ("fetch", "prepare", "stop_old", "start_new", "watch", "commit")
 ROLLBACK_STEPS = ("start_new", "watch", "mark_failed", "stop_new", "start_old", "watch_old")
 IID = "k9"
 GOOD_VERSIONS = (1, 2)
-
-
-def health():
-    return {"window_s": 1, "interval_s": 1}
+HEALTH = {"window_s": 1, "interval_s": 1}
 
 
 def landed_step(daemon):
@@ -175,11 +172,11 @@ def test_kill9_at_random_points_of_rollouts(daemon, images):
     daemon.start()
     for v in GOOD_VERSIONS:
         daemon.import_service(service_input("flip", images["good"], env={"V": str(v)},
-                                            health_check=health()))
+                                            health_check=HEALTH))
     crash_versions = []
     for _ in CRASH_TRIALS:
         crash_versions.append(daemon.import_service(service_input(
-            "flip", images["crash"], health_check=health()))["version"])
+            "flip", images["crash"], health_check=HEALTH))["version"])
     daemon.cli("instance", "add", "flip", "--id", IID, "--pin", "1")
     rollout_id, good, failed = 1, 1, []
     wait_finished(daemon, rollout_id)
@@ -214,7 +211,11 @@ def test_kill9_at_random_points_of_rollouts(daemon, images):
             failed.append(target)
         else:
             good = target
-        check_consistent(daemon, good, rollout_id, failed)
+        try:
+            check_consistent(daemon, good, rollout_id, failed)
+        except AssertionError as e:
+            raise AssertionError("trial %d (%s, kill in %s): %s\n--- daemon log:\n%s" % (
+                trial, mode, step, e, daemon.log())) from None
         print("trial %2d: %s -> v%-2d kill %-20s (%-6s) landed in %-11s ok after %.1fs" % (
             trial, "crash" if crash else "flip ", target, "%.2fs after %s" % (
                 delay, aim or "the pin"), mode, step, time.monotonic() - t0))
@@ -251,3 +252,28 @@ def test_restart_while_a_pull_runs(daemon):
             if daemon.proc is None or pid != daemon.proc.pid:
                 os.kill(pid, signal.SIGKILL)
         wait_for_orphaned_pulls(daemon)
+
+
+@pytest.mark.xfail(strict=True, reason="Snapshotter.remove deletes info.json before the rest: "
+                   "a kill in between leaves a key directory that remove calls missing and "
+                   "prepare calls existing, and the version is marked failed "
+                   "(edgert/image/snapshot.py; not fixed here)")
+def test_half_removed_layer_does_not_fail_a_version(daemon, images):
+    """What a kill -9 during commit's drop of the old layer leaves (seen in the trials above):
+    ``active/<id>.v1`` with its upper and work directories but no info.json. Rolling back
+    to version 1 later must not fail it."""
+    daemon.start()
+    for v in GOOD_VERSIONS:
+        daemon.import_service(service_input("flip", images["good"], env={"V": str(v)},
+                                            health_check=HEALTH))
+    daemon.cli("instance", "add", "flip", "--id", IID, "--pin", "1")
+    wait_finished(daemon, 1)
+    daemon.cli("pin", IID, 2)
+    wait_finished(daemon, 2)
+    half = os.path.join(daemon.root, "active", "%s.v1" % IID)
+    assert not os.path.exists(half)
+    os.makedirs(os.path.join(half, "upper", "tmp"))
+    os.makedirs(os.path.join(half, "work", "work"))
+    daemon.cli("pin", IID, 1)
+    wait_finished(daemon, 3)
+    check_consistent(daemon, 1, 3, [])

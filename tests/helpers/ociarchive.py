@@ -54,19 +54,23 @@ def layer_tar(rootfs):
 
 def image_config(diff_id, entrypoint=(), cmd=("/bin/sh",), env=DEFAULT_ENV, workdir="/",
                  arch=None):
-    """The image config JSON document (as a dict) for a one-layer image."""
+    """The image config JSON document (as a dict) for a one-layer image. ``arch`` may be
+    edgert's name for 32-bit ARM, "armhf": OCI calls it arm, variant v7."""
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     config = {"Env": list(env), "Cmd": list(cmd), "WorkingDir": workdir}
     if entrypoint:
         config["Entrypoint"] = list(entrypoint)
-    return {
+    doc = {
         "created": created,
-        "architecture": arch or host_arch(),
+        "architecture": "arm" if arch == "armhf" else (arch or host_arch()),
         "os": "linux",
         "config": config,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": created, "created_by": "tests/helpers/ociarchive.py"}],
     }
+    if doc["architecture"] == "arm":
+        doc["variant"] = "v7"
+    return doc
 
 
 def write_oci_archive(rootfs, path, ref=DEFAULT_REF, **config_args):
@@ -89,6 +93,8 @@ def write_oci_archive(rootfs, path, ref=DEFAULT_REF, **config_args):
     manifest["annotations"] = {"org.opencontainers.image.ref.name": ref,
                                "io.containerd.image.name": ref}
     manifest["platform"] = {"architecture": config["architecture"], "os": "linux"}
+    if config.get("variant"):
+        manifest["platform"]["variant"] = config["variant"]
     index = {"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": [manifest]}
     with tarfile.open(path, "w") as tar:
         _add_bytes(tar, "oci-layout", _json_bytes({"imageLayoutVersion": "1.0.0"}))

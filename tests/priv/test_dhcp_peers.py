@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -151,8 +152,8 @@ def recorded(calls):
     return result
 
 
-def netns_exec(link, *argv):
-    return ["ip", "netns", "exec", link["c"]] + list(argv)
+def netns_exec(link, *argv, side="c"):
+    return ["ip", "netns", "exec", link[side]] + list(argv)
 
 
 def addresses_in(link, dev="vc"):
@@ -188,18 +189,22 @@ def test_udhcpc_gets_a_lease_with_router_dns_and_lease_time(loop, link, server, 
 
 
 def test_udhcpc_renews_then_releases(loop, link, tmp_path):
-    server = OurServer(loop, link, tmp_path, lease_s=10)
+    server = OurServer(loop, link, tmp_path, lease_s=600)
     script, calls = recorder(tmp_path, "udhcpc")
     argv = [a for a in udhcpc(link, script, "-R") if a != "-q"]
     log = tmp_path / "udhcpc.log"
     proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
-        # T1 is 5 s: udhcpc unicasts a REQUEST to us and runs its script with "renew"
+        run_until(loop, lambda: any(env.get("event") == "bound" for env in recorded(calls)),
+                  15, "udhcpc bound")
+        # udhcpc waits at least 15 s for T1 (leases under 30 s count as 30): SIGUSR1 asks it
+        # to renew now; it unicasts a REQUEST to us and runs its script with "renew"
+        proc.send_signal(signal.SIGUSR1)
         run_until(loop, lambda: any(env.get("event") == "renew" for env in recorded(calls)),
                   15, "udhcpc renewing")
         renewed = [env for env in recorded(calls) if env.get("event") == "renew"][0]
         bound = [env for env in recorded(calls) if env.get("event") == "bound"][0]
-        assert renewed["ip"] == bound["ip"] and renewed["lease"] == "10"
+        assert renewed["ip"] == bound["ip"] and renewed["lease"] == "600"
         proc.terminate()    # -R: release on exit
         run_until(loop, lambda: proc.poll() is not None, 10, "udhcpc exiting")
     finally:
@@ -238,3 +243,202 @@ def test_a_second_client_gets_another_address(loop, link, server, tmp_path):
     assert code == 0, out
     assert recorded(calls)[-1]["ip"] != first
     assert len(server.leases()) == 2
+
+
+class Peer:
+    """A long-running peer: its output goes to a file shown when a wait fails."""
+
+    def __init__(self, loop, argv, log):
+        self.loop, self.log = loop, log
+        self.proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    def wait_for(self, done, limit, what):
+        try:
+            run_until(self.loop, done, limit, what)
+        except AssertionError as e:
+            raise AssertionError("%s\n--- peer output:\n%s" % (e, self.log.read_text()))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def events(calls, name):
+    return [env for env in recorded(calls) if env.get("reason", env.get("event")) == name]
+
+
+# -- our server, ISC dhclient ------------------------------------------------------------------
+
+def test_dhclient_binds_renews_reboots_and_releases(loop, link, tmp_path):
+    dhclient = shutil.which("dhclient")
+    if dhclient is None:
+        pytest.skip("needs ISC dhclient (Debian package isc-dhcp-client)")
+    server = OurServer(loop, link, tmp_path, lease_s=10)
+    script, calls = recorder(tmp_path, "dhclient")
+    conf = tmp_path / "dhclient.conf"
+    conf.write_text('send host-name "dhc";\n'
+                    'request subnet-mask, routers, domain-name-servers, dhcp-lease-time;\n')
+    files = ["-cf", str(conf), "-sf", script, "-lf", str(tmp_path / "dhclient.leases"),
+             "-pf", str(tmp_path / "dhclient.pid")]
+    peer = None
+    try:
+        peer = Peer(loop, netns_exec(link, dhclient, "-d", "-1", "-v", *files, "vc"),
+                    tmp_path / "dhclient.log")
+        # T1 of a 10 s lease is 5 s: dhclient unicasts its renewal to us
+        peer.wait_for(lambda: events(calls, "RENEW"), 20, "dhclient renewing")
+        bound = events(calls, "BOUND")[0]
+        assert bound["new_ip_address"].startswith(SUBNET + ".")
+        assert bound["new_routers"] == SERVER_IP
+        assert bound["new_domain_name_servers"].split() == DNS
+        assert bound["new_dhcp_lease_time"] == "10"
+        assert events(calls, "RENEW")[0]["new_ip_address"] == bound["new_ip_address"]
+        assert server.leases()[bound["new_ip_address"]]["hostname"] == "dhc"
+        peer.stop()
+        # a restarted dhclient asks for its recorded lease (INIT-REBOOT) and gets it again
+        peer = Peer(loop, netns_exec(link, dhclient, "-d", "-1", "-v", *files, "vc"),
+                    tmp_path / "dhclient2.log")
+        peer.wait_for(lambda: events(calls, "REBOOT"), 20, "dhclient rebooting")
+        assert events(calls, "REBOOT")[0]["new_ip_address"] == bound["new_ip_address"]
+        code, out = run_peer(loop, netns_exec(link, dhclient, "-r", "-v", *files, "vc"))
+        assert code == 0, out
+        run_until(loop, lambda: server.leases()[bound["new_ip_address"]]["state"] == "released",
+                  5, "dhclient's RELEASE reaching the server")
+    finally:
+        if peer is not None:
+            peer.stop()
+        server.stop()
+
+
+# -- our server, dhcpcd ------------------------------------------------------------------------
+
+def dhcpcd_argv(link, tmp_path, *args):
+    """dhcpcd keeps its lease and control socket in fixed directories: they are bind mounts
+    of test directories, in the private mount namespace `ip netns exec` makes."""
+    db, run = tmp_path / "dhcpcd-db", tmp_path / "dhcpcd-run"
+    db.mkdir(exist_ok=True)
+    run.mkdir(exist_ok=True)
+    wrapper = ("mount --bind %s /var/lib/dhcpcd && mkdir -p /run/dhcpcd && "
+               "mount --bind %s /run/dhcpcd && exec \"$@\"" % (db, run))
+    return netns_exec(link, "sh", "-c", wrapper, "dhcpcd", shutil.which("dhcpcd"), *args)
+
+
+def test_dhcpcd_binds_renews_and_releases(loop, link, tmp_path):
+    if shutil.which("dhcpcd") is None:
+        pytest.skip("needs dhcpcd (Debian package dhcpcd-base)")
+    if not os.path.isdir("/var/lib/dhcpcd"):
+        pytest.skip("dhcpcd's state directory /var/lib/dhcpcd is missing")
+    server = OurServer(loop, link, tmp_path, lease_s=10)
+    script, calls = recorder(tmp_path, "dhcpcd")
+    conf = tmp_path / "dhcpcd.conf"
+    # no IPv4LL, no ARP probe (seconds of delay), no IPv6: only the DHCP exchange
+    conf.write_text("hostname dcd\noption domain_name_servers, routers, subnet_mask\n"
+                    "noipv4ll\nnoarp\n")
+    common = ["-4", "-f", str(conf), "-c", script]
+    peer = Peer(loop, dhcpcd_argv(link, tmp_path, "-B", "-d", *common, "vc"),
+                tmp_path / "dhcpcd.log")
+    try:
+        # dhcpcd raises a 10 s lease to its 20 s minimum but keeps our T1 (5 s)
+        peer.wait_for(lambda: events(calls, "RENEW"), 20, "dhcpcd renewing")
+        bound = events(calls, "BOUND")[0]
+        address = bound["new_ip_address"]
+        assert address.startswith(SUBNET + ".")
+        assert bound["new_routers"] == SERVER_IP
+        assert bound["new_domain_name_servers"].split() == DNS
+        assert bound["new_dhcp_lease_time"] == "10"
+        assert events(calls, "RENEW")[0]["new_ip_address"] == address
+        # dhcpcd configures the address itself (inside the client namespace)
+        assert address + "/24" in addresses_in(link)
+        code, out = run_peer(loop, dhcpcd_argv(link, tmp_path, "-k", *common, "vc"))
+        assert code == 0, out
+        peer.wait_for(lambda: peer.proc.poll() is not None, 10, "dhcpcd exiting after -k")
+        run_until(loop, lambda: server.leases()[address]["state"] == "released", 5,
+                  "dhcpcd's RELEASE reaching the server")
+    finally:
+        peer.stop()
+        server.stop()
+
+
+# -- our client --------------------------------------------------------------------------------
+
+def default_route_in(link):
+    return sh("ip", "-n", link["c"], "-4", "route", "show", "default").stdout.split()
+
+
+class Recorder:
+    def __init__(self):
+        self.leases, self.expired = [], 0
+
+    def on_lease(self, lease):
+        self.leases.append(lease)
+
+    def on_expire(self):
+        self.expired += 1
+
+
+def our_client(loop, link, tmp_path, recorder_):
+    pytest.importorskip("pyroute2", reason="needs pyroute2 (Debian package python3-pyroute2)")
+    from edgert.net.dhclient import DhcpClient
+    return DhcpClient(loop, link["c_path"], "vc", recorder_.on_lease, recorder_.on_expire,
+                      resolv_conf_path=str(tmp_path / "resolv.conf"), hostname="edge1")
+
+
+def test_our_client_gets_and_renews_a_lease_from_dnsmasq(loop, link, tmp_path):
+    dnsmasq = shutil.which("dnsmasq")
+    if dnsmasq is None:
+        pytest.skip("needs dnsmasq (Debian package dnsmasq-base)")
+    leasefile = tmp_path / "dnsmasq.leases"
+    # 2 minutes is dnsmasq's shortest lease; T1 and T2 as options make it renew in 4 s
+    argv = netns_exec(link, dnsmasq, "--no-daemon", "--conf-file=/dev/null", "--user=root",
+                      "--interface=vs", "--bind-interfaces", "--port=0", "--log-dhcp",
+                      "--dhcp-range=10.77.0.50,10.77.0.60,255.255.255.0,2m",
+                      "--dhcp-option=option:router," + SERVER_IP,
+                      "--dhcp-option=option:dns-server," + ",".join(DNS),
+                      "--dhcp-option=option:T1,4", "--dhcp-option=option:T2,7",
+                      "--dhcp-leasefile=%s" % leasefile,
+                      "--pid-file=%s" % (tmp_path / "dnsmasq.pid"), side="s")
+    peer = Peer(loop, argv, tmp_path / "dnsmasq.log")
+    got = Recorder()
+    client = None
+    try:
+        time.sleep(0.3)     # dnsmasq binds its socket
+        client = our_client(loop, link, tmp_path, got)
+        peer.wait_for(lambda: got.leases, 15, "our client getting a lease from dnsmasq")
+        lease = got.leases[0]
+        assert 50 <= int(lease["address"].rsplit(".", 1)[1]) <= 60
+        assert lease["prefix"] == 24 and lease["router"] == SERVER_IP
+        assert lease["dns"] == DNS and lease["server"] == SERVER_IP
+        assert lease["lease_s"] == 120
+        assert lease["address"] + "/24" in addresses_in(link)
+        assert default_route_in(link)[:3] == ["default", "via", SERVER_IP]
+        assert (tmp_path / "resolv.conf").read_text().splitlines()[1:] == [
+            "nameserver " + d for d in DNS]
+        assert lease["address"] in leasefile.read_text()
+        peer.wait_for(lambda: len(got.leases) >= 2, 15, "our client renewing with dnsmasq")
+        assert got.leases[1]["address"] == lease["address"] and got.expired == 0
+        assert "edge1" in leasefile.read_text()
+    finally:
+        if client is not None:
+            client.close()
+        peer.stop()
+    assert addresses_in(link) == [], "close() left the address behind"
+
+
+def test_our_client_renews_then_expires_against_our_server(loop, link, tmp_path):
+    server = OurServer(loop, link, tmp_path, lease_s=10)
+    got = Recorder()
+    client = our_client(loop, link, tmp_path, got)
+    try:
+        run_until(loop, lambda: len(got.leases) >= 2, 15, "bound, then renewed at T1 (5 s)")
+        address = got.leases[0]["address"]
+        assert got.leases[1]["address"] == address
+        assert server.leases()[address]["hostname"] == "edge1"
+        assert address + "/24" in addresses_in(link)
+        server.stop()
+        # no server: REBINDING at 8.75 s, then expiry at 10 s removes the address
+        run_until(loop, lambda: got.expired, 15, "the lease expiring")
+        assert addresses_in(link) == [] and default_route_in(link) == []
+    finally:
+        client.close()
+        if server.edge.sock is not None:
+            server.stop()

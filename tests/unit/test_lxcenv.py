@@ -43,8 +43,9 @@ NASTY = {
 def source_and_dump(shell, env_file, names):
     """The exported values after ``. env_file`` in a clean environment, by name (bytes)."""
     script = '. "$1" && exec %s -0' % ENV
+    # in the file's directory: a quoting bug would run words of the values as commands
     proc = subprocess.run(shell + ["-c", script, "sh", env_file], env={}, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=30)
+                          stderr=subprocess.PIPE, timeout=30, cwd=os.path.dirname(env_file))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == b""
     seen = {}
@@ -72,7 +73,7 @@ def test_shell_variables_are_set_too_not_only_exported(shell, tmp_path):
     names = sorted(NASTY)
     script = '. "$1" && printf "%%s\\0" %s' % " ".join('"$%s"' % n for n in names)
     out = subprocess.run(shell + ["-c", script, "sh", path], env={}, stdout=subprocess.PIPE,
-                         check=True, timeout=30).stdout
+                         check=True, timeout=30, cwd=str(tmp_path)).stdout
     assert out.split(b"\0")[:-1] == [NASTY[n].encode() for n in names]
 
 

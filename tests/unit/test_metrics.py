@@ -20,7 +20,7 @@ http_requests_total{method="post",code="400"}    3 1395066363000
 http_requests_total{ method = "get" , code="200", } 7
 
 # Escaping in label values:
-msdos_file_access_time_seconds{path="C:\\\\DIR\\\\FILE.TXT",error="Cannot find file:\\n\\"FILE.TXT\\""} 1.458255915e9
+msdos_file_access_seconds{path="C:\\\\DIR\\\\FILE.TXT",error="Gone:\\n\\"FILE.TXT\\""} 1.458255915e9
 metric_without_timestamp_and_labels 12.47
 something_weird{problem="division by zero"} +Inf -3982045
 nan_value NaN
@@ -50,7 +50,7 @@ def test_the_documentation_example_is_valid():
     assert samples[2] == ("http_requests_total", "http_requests_total",
                           (("method", "get"), ("code", "200")), "7", None)
     assert samples[3][2] == (("path", "C:\\DIR\\FILE.TXT"),
-                             ("error", 'Cannot find file:\n"FILE.TXT"'))
+                             ("error", 'Gone:\n"FILE.TXT"'))
     assert samples[5][3:] == ("+Inf", "-3982045")
     buckets = [s for s in samples if s[0] == "http_request_duration_seconds"]
     assert [s[1] for s in buckets] == ["http_request_duration_seconds_bucket"] * 2 + [
@@ -104,7 +104,7 @@ def test_malformed_files_are_refused_with_line_and_reason(text, line, reason):
     assert str(err.value).startswith("line %d: " % line)
 
 
-# --- reading ---------------------------------------------------------------------------------------
+# --- reading -------------------------------------------------------------------------------------
 
 def test_read_capped_reads_up_to_the_cap_and_refuses_more(tmp_path):
     path = tmp_path / "prometheus.prom"
@@ -113,6 +113,18 @@ def test_read_capped_reads_up_to_the_cap_and_refuses_more(tmp_path):
     with pytest.raises(MetricsTooLarge, match="101 bytes, more than the 100-byte cap"):
         path.write_bytes(b"x" * 101)
         read_capped(str(path), cap=100)
+
+
+def test_the_default_cap_is_the_documented_1_mb(tmp_path):
+    path = tmp_path / "prometheus.prom"
+    line = b"# padding to the cap\n"
+    path.write_bytes(line * (1000000 // len(line)) + b"#" * (1000000 % len(line) - 1) + b"\n")
+    scraper = Scraper()
+    assert scraper.scrape("i", str(path), 0) == "ok"
+    with open(str(path), "ab") as f:
+        f.write(b"\n")
+    assert scraper.scrape("i", str(path), 0) == "too_large"
+    assert "1000001 bytes, more than the 1000000-byte cap" in scraper.status("i")["last_error"]
 
 
 def test_read_capped_never_follows_a_link_or_opens_a_fifo(tmp_path):
@@ -159,7 +171,7 @@ def test_read_capped_refuses_a_file_that_shrinks_while_read(tmp_path, monkeypatc
         read_capped(str(path))
 
 
-# --- the scraper -----------------------------------------------------------------------------------
+# --- the scraper ---------------------------------------------------------------------------------
 
 def test_scraper_labels_merges_and_parses_back(tmp_path):
     a, b = tmp_path / "a.prom", tmp_path / "b.prom"
@@ -175,8 +187,8 @@ def test_scraper_labels_merges_and_parses_back(tmp_path):
     ups = [s[2] for s in samples if s[1] == "up"]
     assert ups == [(("instance", "inst-a"), ("service", "cams"), ("version", "3")),
                    (("instance", "inst-b"), ("exported_instance", "mine"))]
-    assert b'msdos_file_access_time_seconds{instance="inst-a",service="cams",version="3",' \
-           b'path="C:\\\\DIR\\\\FILE.TXT",error="Cannot find file:\\n\\"FILE.TXT\\""} ' \
+    assert b'msdos_file_access_seconds{instance="inst-a",service="cams",version="3",' \
+           b'path="C:\\\\DIR\\\\FILE.TXT",error="Gone:\\n\\"FILE.TXT\\""} ' \
            b'1.458255915e9\n' in out
     assert b"edgert_metrics_scrapes_total{instance=\"inst-b\"} 1\n" in out
     assert len([s for s in samples if not s[1].startswith("edgert_")]) == 17 + 2
@@ -237,9 +249,10 @@ def test_exposition_passes_promtool_when_installed(tmp_path):
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
     # promtool's lint findings (naming advice) exit 3; a parse error exits 1
     assert proc.returncode in (0, 3), proc.stdout
+    assert b"error while linting" not in proc.stdout
 
 
-# --- generated series survive the scraper's relabelling ---------------------------------------------
+# --- generated series survive the scraper's relabelling ------------------------------------------
 
 LABEL_VALUES = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0\r"),
                        max_size=20)
@@ -250,24 +263,31 @@ VALUES = st.one_of(st.sampled_from(["NaN", "+Inf", "-Inf", "0", "-1.5e-3"]),
                    st.floats(allow_nan=False, allow_infinity=False).map(repr))
 
 
-@hypothesis.settings(max_examples=100, deadline=None, database=None)
-@hypothesis.given(series=st.dictionaries(METRIC_NAMES, st.lists(
+SERIES = st.dictionaries(METRIC_NAMES, st.lists(
     st.tuples(st.dictionaries(LABEL_NAMES, LABEL_VALUES, max_size=3), VALUES),
-    min_size=1, max_size=3), min_size=1, max_size=4))
-def test_generated_files_round_trip(series, tmp_path_factory):
+    min_size=1, max_size=3), min_size=1, max_size=4)
+
+
+def exposition_of(series):
+    """A metrics file with each generated series once."""
     lines = []
     for name, rows in series.items():
         seen = set()
         for labels, value in rows:
             key = tuple(sorted(labels.items()))
-            if key in seen:
-                continue
-            seen.add(key)
-            lines.append("%s%s %s\n" % (name, metrics._render_labels(list(labels.items())),
-                                        value))
-    text = "".join(lines).encode()
+            if key not in seen:
+                seen.add(key)
+                lines.append("%s%s %s\n" % (name, metrics._render_labels(list(labels.items())),
+                                            value))
+    return "".join(lines).encode(), len(lines)
+
+
+@hypothesis.settings(max_examples=100, deadline=None, database=None)
+@hypothesis.given(series=SERIES)
+def test_generated_files_round_trip(series, tmp_path_factory):
+    text, count = exposition_of(series)
     families, samples = validate(text)
-    assert len(samples) == len(lines)
+    assert len(samples) == count
     path = tmp_path_factory.mktemp("m") / "prometheus.prom"
     path.write_bytes(text)
     scraper = Scraper()
@@ -277,3 +297,18 @@ def test_generated_files_round_trip(series, tmp_path_factory):
     assert sorted((s[1], s[3]) for s in mine) == sorted((s[1], s[3]) for s in samples)
     for sample in mine:
         assert sample[2][0] == ("instance", "inst")
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool not installed (Debian package prometheus)")
+@hypothesis.settings(max_examples=30, deadline=None, database=None)
+@hypothesis.given(series=SERIES)
+def test_promtool_parses_what_the_scraper_exposes(series, tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "prometheus.prom"
+    path.write_bytes(exposition_of(series)[0])
+    scraper = Scraper()
+    assert scraper.scrape("inst", str(path), 0) == "ok"
+    proc = subprocess.run(["promtool", "check", "metrics"], input=scraper.exposition(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    assert proc.returncode in (0, 3), proc.stdout  # 3: lint advice only, 1: parse error
+    assert b"error while linting" not in proc.stdout

@@ -13,7 +13,14 @@ def atomic_write(path, data, mode=0o644, sync=True):
         data = data.encode()
     directory = os.path.dirname(path) or "."
     tmp = "%s/.%s.tmp-%d" % (directory, os.path.basename(path), os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    # O_EXCL|O_NOFOLLOW: in a directory a container can write, a planted link at the temp
+    # name must not make us write elsewhere; a leftover of a crash is removed first.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, mode)
+    except FileExistsError:
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, mode)
     try:
         view = memoryview(data)
         while view:

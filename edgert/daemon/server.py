@@ -37,6 +37,8 @@ import socket
 import stat
 import struct
 
+import msgpack  # noqa: F401  (rpc.py uses the C codec once it is loaded)
+
 from ..errors import EdgertError
 from ..proto import rpc, schema
 from .loop import describe_exception

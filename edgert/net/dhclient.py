@@ -126,7 +126,12 @@ class DhcpClient:
                           oif=self.index)
         if self.resolv_conf_path and lease["dns"]:
             text = "".join("nameserver %s\n" % server for server in lease["dns"])
-            atomic_write(self.resolv_conf_path, "# written by edgert's DHCP client\n" + text)
+            try:
+                atomic_write(self.resolv_conf_path,
+                             "# written by edgert's DHCP client\n" + text)
+            except OSError as e:
+                self.loop.log("DHCP client on %s: writing %s failed: %s"
+                              % (self.ifname, self.resolv_conf_path, e))
 
     def _remove_address(self):
         """Removing the address also removes the routes through it (the default route)."""

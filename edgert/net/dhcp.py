@@ -224,7 +224,8 @@ class Server:
     Leases: address (int) -> {"client": key, "chaddr": hex, "hostname": str or None,
     "expires": now-clock seconds, "state": "offered" | "bound" | "released"}. A record
     outlives its lease so the client gets the same address again while it is free.
-    ``revision`` grows on every change worth persisting.
+    ``revision`` grows on every change worth persisting (offers are not: they are short-lived,
+    and a DISCOVER flood must not turn into a flood of flash writes).
     """
 
     def __init__(self, pool_start, pool_end, netmask, server_ip, router, dns, lease_s,
@@ -417,13 +418,13 @@ class Server:
         self.leases[address] = {
             "client": key, "chaddr": bytes(packet.chaddr).hex(), "state": state,
             "hostname": hostname or None, "expires": expires}
-        self.revision += 1
+        if state != "offered":  # an offer lost in a restart costs the client one DISCOVER
+            self.revision += 1
 
     def _forget_offer(self, key):
         for address, record in list(self.leases.items()):
             if record["client"] == key and record["state"] == "offered":
                 del self.leases[address]
-                self.revision += 1
 
     def _ack(self, packet, address, key, now):
         self._record(address, packet, key, "bound", now + self.lease_s)

@@ -58,7 +58,13 @@ class DhcpServer:
 
     def _save(self):
         document = self.logic.export_leases(self.loop.time())
-        atomic_write(self.lease_file, json.dumps(document, sort_keys=True), 0o600)
+        try:
+            atomic_write(self.lease_file, json.dumps(document, sort_keys=True), 0o600)
+        except OSError as e:
+            # the clients still get their answers; the next change tries the write again
+            self.loop.log("DHCP server on %s: saving leases to %s failed: %s"
+                          % (self.ifname, self.lease_file, e))
+            return
         self.saved_revision = self.logic.revision
 
     def _on_readable(self, fd):

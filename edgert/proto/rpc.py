@@ -8,9 +8,13 @@ list as soon as it reads an array header, so a few bytes claiming 2**32 items, n
 deep, would reserve gigabytes. The framer walks the item headers instead, checks that every
 claimed item could still fit in ``max_message`` bytes (each item takes at least one byte) and
 that nesting stays below ``MAX_DEPTH``, and hands msgpack only complete, bounded frames.
+
+The codec is the msgpack C extension when the process has loaded it (the daemon does), else
+mpack.py, the same wire format in pure Python, which keeps msgpack's import out of every
+CLI command's start.
 """
 
-import msgpack
+import sys
 
 from ..errors import EdgertError
 
@@ -52,7 +56,11 @@ def error_from_map(error):
 
 
 def _pack(message):
-    return msgpack.packb(message, use_bin_type=True)
+    msgpack = sys.modules.get("msgpack")
+    if msgpack is not None:
+        return msgpack.packb(message, use_bin_type=True)
+    from . import mpack
+    return mpack.packb(message)
 
 
 def encode_request(msgid, method, params):
@@ -225,7 +233,11 @@ class Decoder:
 
 
 def _unpack(frame):
+    msgpack = sys.modules.get("msgpack")
     try:
+        if msgpack is None:
+            from . import mpack
+            return mpack.unpackb(frame)
         return msgpack.unpackb(frame, raw=False, use_list=True, strict_map_key=True)
     except UnicodeDecodeError:
         raise ProtocolError("a string is not valid UTF-8 (send binary data as bin)") from None

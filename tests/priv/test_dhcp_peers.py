@@ -442,3 +442,27 @@ def test_our_client_renews_then_expires_against_our_server(loop, link, tmp_path)
         client.close()
         if server.edge.sock is not None:
             server.stop()
+
+
+# -- our server's edge -------------------------------------------------------------------------
+
+def test_server_survives_junk_and_a_corrupt_lease_file(loop, link, tmp_path):
+    from edgert.net import udp_socket_on_device
+    (tmp_path / "leases.json").write_text("{not json")
+    server = OurServer(loop, link, tmp_path)
+    try:
+        assert any("not JSON" in m and "starting with none" in m for m in loop.messages)
+        sender = udp_socket_on_device(link["c_path"], "vc", 68)
+        try:
+            for junk in (b"", b"x" * 100, b"\x01" * 300):
+                sender.sendto(junk, ("255.255.255.255", 67))
+            run_until(loop, lambda: server.edge.bad_packets == 3, 5, "three junk messages")
+        finally:
+            sender.close()
+        script, calls = recorder(tmp_path, "udhcpc")
+        code, out = run_peer(loop, udhcpc(link, script))
+        assert code == 0, out
+        assert len(server.leases()) == 1
+        assert (tmp_path / "leases.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        server.stop()

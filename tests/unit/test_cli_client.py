@@ -48,7 +48,7 @@ def test_cli_never_imports_the_daemon_or_the_runtime():
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = ("import sys; sys.path.insert(0, %r); from edgert.client import commands; "
             "commands.run(['ps'], socket_path='/nonexistent'); "
-            "bad = [m for m in sys.modules if m.startswith(('edgert.daemon', 'edgert.runtime',"
+            "bad = [m for m in sys.modules if m.startswith(('edgert.daemon', 'edgert.runtime', 'msgpack',"
             " 'edgert.image', 'pyroute2', 'cffi'))]; print(bad)" % repo)
     out = subprocess.run(["/usr/bin/python3", "-I", "-c", code], capture_output=True,
                          text=True)

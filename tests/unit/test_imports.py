@@ -24,7 +24,7 @@ PURE_CORE = [
     "errors.py", "caps.py", "linuxconst.py", "seccomp.py", "seccomp_default.py", "syscalls.py",
     "oci/spec.py", "oci/mountopts.py", "oci/defaults.py", "oci/features.py",
     "cgroup/plan.py", "cgroup/layout.py", "cgroup/devices.py",
-    "proto/rpc.py", "proto/schema.py",
+    "proto/rpc.py", "proto/schema.py", "proto/mpack.py",
     "daemon/model.py", "daemon/window.py", "daemon/bundle.py",
     "daemon/rollout.py", "daemon/restart.py",
     "net/ipam.py", "host/lxcenv.py", "net/dhcp.py",

@@ -97,7 +97,7 @@ class Orchestra:
             if doc.get("rollout") and not rollout.finished(doc["rollout"]):
                 observed = {"running_version": live.version if pid else None,
                             "container_exists": bool(pid)}
-                doc = dict(doc, rollout=rollout.recover(doc["rollout"], observed,
+                doc = with_rollout(doc, rollout.recover(doc["rollout"], observed,
                                                         self.loop.time()))
                 self._save(doc)
                 self.emit(iid, "rollout-resumed", rollout.describe(doc["rollout"]))
@@ -278,7 +278,7 @@ class Orchestra:
             return  # the instance was removed or changed under the action
         result = ("ok",) if ok else ("error", message, retryable)
         rec = rollout.advance(rec, result, self.loop.time(), step=step)
-        self._save(dict(self.db.instances[iid], rollout=rec))
+        self._save(with_rollout(self.db.instances[iid], rec))
         if not ok:
             self.emit(iid, "step-failed", "%s: %s" % (step, message))
         if rollout.finished(rec):
@@ -597,6 +597,15 @@ def supervised(doc):
     if version in doc.get("failed_versions", ()):
         return None
     return version
+
+
+def with_rollout(doc, rec):
+    """Instance ``doc`` with rollout record ``rec``. An ended rollout leaves its good version
+    current (None: nothing runs), even if a crash came between a start and its record."""
+    doc = dict(doc, rollout=rec)
+    if rollout.finished(rec):
+        doc["current_version"] = rec["good_version"]
+    return doc
 
 
 def snapshot_key(iid, version_number):

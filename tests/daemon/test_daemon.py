@@ -288,3 +288,18 @@ def test_exec_with_a_terminal(daemon, images):
     text = out.decode(errors="replace")
     assert "isatty" in text and "term=vt100" in text and "got=hello" in text, text
     assert "ttynr=0\r" not in text and "ttynr=" in text  # a controlling terminal
+
+
+def test_stop_then_download_strategy(daemon, images):
+    """The low-flash strategy stops the old version before fetching the new one."""
+    daemon.start()
+    daemon.import_service(service_input("low", images["good"], env={"V": "1"},
+                                        rollout_strategy="stop-then-download"))
+    daemon.cli("instance", "add", "low", "--id", "l1")
+    daemon.wait_for(lambda: daemon.inspect("l1")["good_version"] == 1, "v1 committed")
+    daemon.import_service(service_input("low", images["good"], env={"V": "2"},
+                                        rollout_strategy="stop-then-download"))
+    daemon.wait_for(lambda: daemon.inspect("l1")["good_version"] == 2, "v2 committed")
+    steps = [h[1] for h in daemon.inspect("l1")["rollout"]["history"]]
+    assert steps.index("stop_old") < steps.index("fetch") < steps.index("start_new"), steps
+    assert daemon.cli("exec", "l1", "sh", "-c", "echo $V").stdout == b"2\n"

@@ -172,6 +172,7 @@ class Daemon:
         self.supervisor = Supervisor(self.loop, os.path.join(self.run_dir, "oci"), self.run_dir,
                                      self._on_exit, self.log,
                                      log_cap=settings["log_cap_bytes"], syslog=syslog)
+        self.supervisor.on_status = self.oneshot.on_status
         self.orchestra.sup = self.supervisor
         from .api import Api
         from .server import Server

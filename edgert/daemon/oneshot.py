@@ -89,12 +89,18 @@ class Oneshot:
             self._drop(layer)
             raise
 
+    def on_status(self, name, info):
+        """The exit code goes to the client before the container is cleaned up."""
+        entry = self.running.get(name)
+        if entry is not None and not entry.get("answered"):
+            entry["answered"] = True
+            entry["on_exit"](exit_code(info))
+
     def on_exit(self, name, info):
+        self.on_status(name, info)
         entry = self.running.pop(name, None)
-        if entry is None:
-            return
-        self._drop(entry["layer"])
-        entry["on_exit"](exit_code(info))
+        if entry is not None:
+            self._drop(entry["layer"])
 
     def abandon(self, name):
         """The client went away: its container goes too."""

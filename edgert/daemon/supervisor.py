@@ -70,6 +70,9 @@ class Supervisor:
         self.log = log
         self.log_cap = log_cap
         self.syslog = syslog
+        # on_status(instance_id, exit_info): how a container ended, before its cleanup
+        # (on_exit follows once it is deleted and unmounted)
+        self.on_status = None
         self.tracked = {}      # instance id -> Tracked
         self.by_pidfd = {}     # pidfd -> Tracked
         self.execs = {}        # pid -> (pidfd, on_done)
@@ -212,6 +215,12 @@ class Supervisor:
         info = exit_info(status, read_record(bundle), tracked.stopping,
                          self._oom_kills(tracked.instance_id))
         self._untrack(tracked)
+        if self.on_status is not None:  # before the cleanup: a waiting client need not wait
+            try:
+                self.on_status(tracked.instance_id, info)
+            except Exception as e:
+                self.log("instance %s: status callback failed: %s: %s"
+                         % (tracked.instance_id, e.__class__.__name__, e))
         self._pump_log(tracked)
         self._remove_container(tracked.instance_id)
         self._report(tracked.instance_id, info, tracked.on_stopped)

@@ -14,7 +14,7 @@ FILE_LIMIT = 1 << 20
 
 
 class Images:
-    def __init__(self, loop, root, run_dir, arch=None, tls_verify=True):
+    def __init__(self, loop, root, run_dir, arch=None, tls_verify=True, synced=lambda: False):
         from ..image.pull import resolve_arch
         from ..image.snapshot import Snapshotter
         from ..image.store import Store
@@ -23,6 +23,7 @@ class Images:
         self.run_dir = run_dir
         self.arch = resolve_arch(arch)
         self.tls_verify = tls_verify
+        self.synced = synced
         self.store = Store(root)
         self.snapshots = Snapshotter(root)
 
@@ -82,14 +83,22 @@ class Images:
     def host_dir(self, iid):
         return os.path.join(self.run_dir, "host", iid)
 
-    def write_host_files(self, iid, doc, service):
-        """The files under /host that come from the instance: its config maps. (Replaced
-        one by one, atomically; a map that was removed disappears.)"""
+    def write_host_files(self, iid, doc, service, version=None, synced=None):
+        """The files under /host: the config maps of the instance, and with ``version``
+        its environment as lxc.env; ``synced`` (not None) writes .time-status. Each is
+        replaced atomically; a config map that was removed disappears."""
         directory = self.host_dir(iid)
         os.makedirs(directory, 0o755, exist_ok=True)
         maps = doc.get("config_maps") or {}
         for name, value in maps.items():
             atomic_write(os.path.join(directory, name), value, 0o644, sync=False)
+        if version is not None:
+            from ..host import lxcenv
+            atomic_write(os.path.join(directory, "lxc.env"),
+                         lxcenv.render(version.get("env") or {}), 0o644, sync=False)
+        if synced is not None:
+            from ..host import timestatus
+            timestatus.write(directory, synced)
         known = set(maps) | {"lxc.env", ".time-status", "prometheus.prom", "api-key"}
         for name in os.listdir(directory):
             if name not in known and not name.startswith("."):
@@ -104,7 +113,7 @@ class Images:
             path = self.volume_dir(iid, volume["name"])
             os.makedirs(path, 0o755, exist_ok=True)
             volumes[volume["name"]] = path
-        self.write_host_files(iid, doc, service)
+        self.write_host_files(iid, doc, service, version, synced=self.synced())
         devices = {}
         for device in version.get("devices") or []:
             devices[device["path"]] = host_device(device["path"], service["name"])

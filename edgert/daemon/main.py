@@ -28,6 +28,7 @@ DEFAULT_SETTINGS = {
     "arch": None,                # the architecture whose images to run (default: this one)
     "tls_verify": True,
 }
+TIME_POLL_S = 10.0
 SETTABLE = frozenset(("update_windows", "unsynced_policy"))  # the others need a restart
 
 
@@ -159,7 +160,8 @@ class Daemon:
             self.log(problem)
         settings = self.settings()
         self.images = Images(self.loop, self.root, self.run_dir, settings.get("arch"),
-                             settings.get("tls_verify", True))
+                             settings.get("tls_verify", True),
+                             synced=lambda: ntp_synced(self.run_dir))
         self.orchestra = Orchestra(self.loop, self.db, None, self.images,
                                    lambda: ntp_synced(self.run_dir), settings, self.log,
                                    self.run_dir, self.root)
@@ -182,6 +184,20 @@ class Daemon:
         self.loop.on_signal(15, self._terminate)
         self.loop.on_signal(2, self._terminate)
         self.loop.on_signal(1, self._reload)
+
+    def _poll_time(self):
+        """Keeps every container's /host/.time-status current when NTP sync comes or goes;
+        update windows are judged again then too."""
+        if self.time_status.poll():
+            synced = self.time_status.synced
+            self.log("clock %s" % ("NTP-synced" if synced else "not NTP-synced"))
+            from ..host import timestatus
+            for iid in list(self.db.instances):
+                directory = self.images.host_dir(iid)
+                if os.path.isdir(directory):
+                    timestatus.write(directory, synced)
+                self.orchestra.reconcile(iid)
+        self.loop.call_later(TIME_POLL_S, self._poll_time)
 
     def _on_exit(self, name, info):
         if self.oneshot.owns(name):
@@ -224,7 +240,10 @@ class Daemon:
     def run(self):
         self.log("started (pid %d, root %s, run dir %s, socket %s)" % (
             os.getpid(), self.root, self.run_dir, self.options["socket"]))
+        from ..host.timestatus import TimeStatus
+        self.time_status = TimeStatus(self.run_dir)
         self.orchestra.boot()
+        self._poll_time()
         self.loop.run()
         self.server.close()
 

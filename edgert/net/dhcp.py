@@ -592,14 +592,13 @@ class Client:
 
     def _lease_timers(self, now, actions):
         lease = self.lease
-        t1 = self.bound_at + lease["t1_s"]
         t2 = self.bound_at + lease["t2_s"]
         end = self.bound_at + lease["lease_s"]
         if now >= end:
             actions.append(("expired",))
             self._discover(now, actions)
             return
-        if self.state == BOUND:         # T1 reached: one xid for the renewal's messages
+        if self.state == BOUND:         # T1 is due: one xid for the renewal's messages
             self.state, self.xid = RENEWING, self.new_xid()
         if self.state == RENEWING and now >= t2:
             self.state, self.xid = REBINDING, self.new_xid()

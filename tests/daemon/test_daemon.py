@@ -303,3 +303,25 @@ def test_stop_then_download_strategy(daemon, images):
     steps = [h[1] for h in daemon.inspect("l1")["rollout"]["history"]]
     assert steps.index("stop_old") < steps.index("fetch") < steps.index("start_new"), steps
     assert daemon.cli("exec", "l1", "sh", "-c", "echo $V").stdout == b"2\n"
+
+
+def test_host_files_lxc_env_and_time_status(daemon, images):
+    """/host/lxc.env holds the service's env exactly; .time-status follows NTP sync (here
+    the firmware's hook file decides)."""
+    env = {"PLAIN": "x", "SPACES": "a b  c", "QUOTES": "it's \"q\"", "DOLLAR": "$HOME `id`",
+           "NEWLINE": "one\ntwo", "UTF": "gr\u00fc\u00dfe"}
+    daemon.start()
+    with open(os.path.join(daemon.run_dir, "time-status"), "w") as f:
+        f.write("")
+    daemon.import_service(service_input("hostf", images["good"], env=env))
+    daemon.cli("instance", "add", "hostf", "--id", "h1")
+    daemon.wait_for(lambda: daemon.inspect("h1")["state"] == "running", "running")
+    for name, value in env.items():
+        out = daemon.cli("exec", "h1", "sh", "-c", '. /host/lxc.env; printf %s "$%s"' % (
+            "%s", name)).stdout
+        assert out == value.encode(), name
+    assert daemon.cli("exec", "h1", "cat", "/host/.time-status").stdout == b""
+    with open(os.path.join(daemon.run_dir, "time-status"), "w") as f:
+        f.write("synced by the firmware's NTP hook\n")
+    daemon.wait_for(lambda: daemon.cli("exec", "h1", "cat", "/host/.time-status").stdout,
+                    ".time-status filled", timeout=25)

@@ -161,6 +161,29 @@ def addresses_in(link, dev="vc"):
     return [line.split()[3] for line in out.splitlines()]
 
 
+class Peer:
+    """A long-running peer: its output goes to a file shown when a wait fails."""
+
+    def __init__(self, loop, argv, log):
+        self.loop, self.log = loop, log
+        self.proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    def wait_for(self, done, limit, what):
+        try:
+            run_until(self.loop, done, limit, what)
+        except AssertionError as e:
+            raise AssertionError("%s\n--- peer output:\n%s" % (e, self.log.read_text()))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def events(calls, name):
+    return [env for env in recorded(calls) if env.get("reason", env.get("event")) == name]
+
+
 # -- our server, busybox udhcpc ----------------------------------------------------------------
 
 def udhcpc(link, script, *extra):
@@ -175,8 +198,7 @@ def test_udhcpc_gets_a_lease_with_router_dns_and_lease_time(loop, link, server, 
     script, calls = recorder(tmp_path, "udhcpc")
     code, out = run_peer(loop, udhcpc(link, script, "-x", "hostname:cam1"))
     assert code == 0, out
-    bound = [env for env in recorded(calls) if env.get("event") == "bound" or "ip" in env]
-    env = bound[-1]
+    env = events(calls, "bound")[-1]
     assert env["ip"].startswith(SUBNET + ".")
     assert 100 <= int(env["ip"].rsplit(".", 1)[1]) <= 199
     assert env["router"].split() == [SERVER_IP]
@@ -192,29 +214,21 @@ def test_udhcpc_renews_then_releases(loop, link, tmp_path):
     server = OurServer(loop, link, tmp_path, lease_s=600)
     script, calls = recorder(tmp_path, "udhcpc")
     argv = [a for a in udhcpc(link, script, "-R") if a != "-q"]
-    log = tmp_path / "udhcpc.log"
-    proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    peer = Peer(loop, argv, tmp_path / "udhcpc.log")
     try:
-        run_until(loop, lambda: any(env.get("event") == "bound" for env in recorded(calls)),
-                  15, "udhcpc bound")
+        peer.wait_for(lambda: events(calls, "bound"), 15, "udhcpc binding")
         # udhcpc waits at least 15 s for T1 (leases under 30 s count as 30): SIGUSR1 asks it
         # to renew now; it unicasts a REQUEST to us and runs its script with "renew"
-        proc.send_signal(signal.SIGUSR1)
-        run_until(loop, lambda: any(env.get("event") == "renew" for env in recorded(calls)),
-                  15, "udhcpc renewing")
-        renewed = [env for env in recorded(calls) if env.get("event") == "renew"][0]
-        bound = [env for env in recorded(calls) if env.get("event") == "bound"][0]
+        peer.proc.send_signal(signal.SIGUSR1)
+        peer.wait_for(lambda: events(calls, "renew"), 15, "udhcpc renewing")
+        bound, renewed = events(calls, "bound")[0], events(calls, "renew")[0]
         assert renewed["ip"] == bound["ip"] and renewed["lease"] == "600"
-        proc.terminate()    # -R: release on exit
-        run_until(loop, lambda: proc.poll() is not None, 10, "udhcpc exiting")
+        peer.proc.terminate()    # -R: release on exit
+        peer.wait_for(lambda: server.leases()[bound["ip"]]["state"] == "released", 10,
+                      "udhcpc's RELEASE reaching the server")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        peer.stop()
         server.stop()
-        print(log.read_text())
-    run_until(loop, lambda: server.leases()[bound["ip"]]["state"] == "released", 5,
-              "the RELEASE reaching the server")
 
 
 def test_same_client_same_address_after_server_restart(loop, link, server, tmp_path):
@@ -243,29 +257,6 @@ def test_a_second_client_gets_another_address(loop, link, server, tmp_path):
     assert code == 0, out
     assert recorded(calls)[-1]["ip"] != first
     assert len(server.leases()) == 2
-
-
-class Peer:
-    """A long-running peer: its output goes to a file shown when a wait fails."""
-
-    def __init__(self, loop, argv, log):
-        self.loop, self.log = loop, log
-        self.proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT)
-
-    def wait_for(self, done, limit, what):
-        try:
-            run_until(self.loop, done, limit, what)
-        except AssertionError as e:
-            raise AssertionError("%s\n--- peer output:\n%s" % (e, self.log.read_text()))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
-def events(calls, name):
-    return [env for env in recorded(calls) if env.get("reason", env.get("event")) == name]
 
 
 # -- our server, ISC dhclient ------------------------------------------------------------------
@@ -365,7 +356,7 @@ def default_route_in(link):
     return sh("ip", "-n", link["c"], "-4", "route", "show", "default").stdout.split()
 
 
-class Recorder:
+class LeaseLog:
     def __init__(self):
         self.leases, self.expired = [], 0
 
@@ -376,10 +367,10 @@ class Recorder:
         self.expired += 1
 
 
-def our_client(loop, link, tmp_path, recorder_):
+def our_client(loop, link, tmp_path, log):
     pytest.importorskip("pyroute2", reason="needs pyroute2 (Debian package python3-pyroute2)")
     from edgert.net.dhclient import DhcpClient
-    return DhcpClient(loop, link["c_path"], "vc", recorder_.on_lease, recorder_.on_expire,
+    return DhcpClient(loop, link["c_path"], "vc", log.on_lease, log.on_expire,
                       resolv_conf_path=str(tmp_path / "resolv.conf"), hostname="edge1")
 
 
@@ -398,7 +389,7 @@ def test_our_client_gets_and_renews_a_lease_from_dnsmasq(loop, link, tmp_path):
                       "--dhcp-leasefile=%s" % leasefile,
                       "--pid-file=%s" % (tmp_path / "dnsmasq.pid"), side="s")
     peer = Peer(loop, argv, tmp_path / "dnsmasq.log")
-    got = Recorder()
+    got = LeaseLog()
     client = None
     try:
         time.sleep(0.3)     # dnsmasq binds its socket
@@ -426,7 +417,7 @@ def test_our_client_gets_and_renews_a_lease_from_dnsmasq(loop, link, tmp_path):
 
 def test_our_client_renews_then_expires_against_our_server(loop, link, tmp_path):
     server = OurServer(loop, link, tmp_path, lease_s=10)
-    got = Recorder()
+    got = LeaseLog()
     client = our_client(loop, link, tmp_path, got)
     try:
         run_until(loop, lambda: len(got.leases) >= 2, 15, "bound, then renewed at T1 (5 s)")

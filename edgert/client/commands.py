@@ -33,6 +33,7 @@ node services and rollouts:
   apply -f FILE [--dry-run]   make the device match a desired-state document
   status                      the observed state of the whole device (JSON)
   settings [KEY=VALUE...]     show or change device settings (update_windows, ...)
+  metrics                     the Prometheus text the /metrics endpoint serves
   ping                        check that edgertd answers
   console [--tty DEV] [--baud N]
                               these commands as a shell for a serial console
@@ -442,6 +443,15 @@ class Cli:
             raise Usage("status [--json]")
         return self.dump(self.call("status"))
 
+    def cmd_metrics(self, args):
+        if args:
+            raise Usage("metrics takes no arguments")
+        result = self.call("metrics")
+        if self.json:
+            return self.dump(result)
+        self.write(result["text"])
+        return 0
+
     def cmd_ping(self, args):
         result = self.call("ping")
         if self.json:
@@ -468,6 +478,7 @@ COMMANDS = {
     "services": "cmd_service", "instance": "cmd_instance", "config-map": "cmd_config_map",
     "pin": "cmd_pin", "rollout-now": "cmd_rollout_now", "apply": "cmd_apply",
     "status": "cmd_status", "settings": "cmd_settings", "ping": "cmd_ping",
+    "metrics": "cmd_metrics",
 }
 
 

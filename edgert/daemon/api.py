@@ -310,6 +310,9 @@ class Api:
             pass
         return None
 
+    def m_metrics(self, req):
+        return {"text": self.daemon.render_metrics().decode()}
+
     # -- whole-device documents ----------------------------------------------------------
 
     def m_status(self, req):
@@ -319,7 +322,9 @@ class Api:
             "device": {"arch": self.daemon.images.arch, "time": time.time(),
                        "ntp_synced": bool(self.orchestra.clock()), "update_window_open": is_open,
                        "update_window": settings.get("update_windows"), "window_reason": why,
-                       "edgert_version": __version__},
+                       "edgert_version": __version__,
+                       "metrics_address": self.daemon.metrics_server.address
+                       if self.daemon.metrics_server else None},
             "node_services": self.m_service_list(req),
             "instances": self.m_instance_list(req),
         }

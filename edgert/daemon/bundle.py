@@ -7,8 +7,11 @@ The base is edgert.oci.defaults.default_config. On top of it:
   the user the edge resolved (``parse_user`` against the image's /etc/passwd and /etc/group).
 - /run is a fresh tmpfs of at most RUN_TMPFS_SIZE: small, because its pages are memory (they
   count against the container's memory limit, and without one against the host's).
-- each volume is a bind mount of its directory under ``<root>/volumes``; /host is a read-only
-  bind of the instance's host directory (lxc.env, .time-status, config maps, ...).
+- each volume is a bind mount of its directory under ``<root>/volumes``; /host is a bind
+  (nosuid, nodev, noexec) of the instance's host directory, a small tmpfs of its own:
+  lxc.env, .time-status and config maps come from the daemon, prometheus.prom from the
+  container (written atomically by rename, as the product documentation asks, so the
+  directory must be writable).
 - limits: memory (swap the same, so none), CPU quota per 100 ms period, pids.
 - devices: a node and a cgroup allow rule for each device of the version; the edge reads
   type, major, minor, mode and owner from the host (``paths["devices"]``).
@@ -79,7 +82,7 @@ def _mounts(config, version, paths):
         mounts.append(_bind(volume["path"], paths["volumes"][volume["name"]],
                             volume["read_only"]))
     if paths.get("host_dir"):
-        host = _bind("/host", paths["host_dir"], True)
+        host = _bind("/host", paths["host_dir"], False)  # the container writes its metrics
         host["options"].insert(3, "noexec")
         mounts.append(host)
     return mounts

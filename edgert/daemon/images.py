@@ -11,6 +11,7 @@ from ..fsutil import atomic_write
 from . import bundle
 
 FILE_LIMIT = 1 << 20
+HOST_DIR_SIZE = "8m"  # config maps (4 MiB at most), metrics (1 MB), lxc.env
 
 
 class Images:
@@ -83,12 +84,33 @@ class Images:
     def host_dir(self, iid):
         return os.path.join(self.run_dir, "host", iid)
 
+    def prepare_host_dir(self, iid):
+        """The instance's /host: a small tmpfs of its own, so what the container writes there
+        (its prometheus.prom, written atomically by rename as the documentation asks) can
+        neither fill the host's /run nor reach other instances."""
+        from .. import linuxconst as K
+        from .. import native
+        directory = self.host_dir(iid)
+        os.makedirs(directory, 0o755, exist_ok=True)
+        if not os.path.ismount(directory):
+            native.mount("tmpfs", directory, "tmpfs",
+                         K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC,
+                         "size=%s,mode=0755" % HOST_DIR_SIZE)
+        return directory
+
+    def drop_host_dir(self, iid):
+        from .. import native
+        directory = self.host_dir(iid)
+        if os.path.ismount(directory):
+            native.umount2(directory, 2)  # MNT_DETACH: a reader may still hold a file
+        if os.path.isdir(directory):
+            os.rmdir(directory)
+
     def write_host_files(self, iid, doc, service, version=None, synced=None):
         """The files under /host: the config maps of the instance, and with ``version``
         its environment as lxc.env; ``synced`` (not None) writes .time-status. Each is
         replaced atomically; a config map that was removed disappears."""
-        directory = self.host_dir(iid)
-        os.makedirs(directory, 0o755, exist_ok=True)
+        directory = self.prepare_host_dir(iid)
         maps = doc.get("config_maps") or {}
         for name, value in maps.items():
             atomic_write(os.path.join(directory, name), value, 0o644, sync=False)

@@ -27,6 +27,8 @@ DEFAULT_SETTINGS = {
     "syslog": False,             # mirror container output to syslog
     "arch": None,                # the architecture whose images to run (default: this one)
     "tls_verify": True,
+    "metrics_address": "127.0.0.1:9586",  # the HTTP /metrics endpoint; None: off
+    "metrics_interval_s": 60,    # how often each container's /host/prometheus.prom is read
 }
 TIME_POLL_S = 10.0
 SETTABLE = frozenset(("update_windows", "unsynced_policy"))  # the others need a restart
@@ -92,6 +94,13 @@ def check_settings(settings):
     if not isinstance(cap, int) or cap < 4096:
         raise EdgertError("setting log_cap_bytes: expected a number of bytes >= 4096, got %r"
                           % (cap,), code="bad-params")
+    interval = settings.get("metrics_interval_s")
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+        raise EdgertError("setting metrics_interval_s: expected whole seconds >= 1, got %r"
+                          % (interval,), code="bad-params")
+    if settings.get("metrics_address") is not None:
+        from .telemetry import parse_address
+        parse_address(settings["metrics_address"])
     return settings
 
 
@@ -181,6 +190,13 @@ class Daemon:
         self.api = Api(self)
         self.server = Server(self.loop, self.options["socket"], self.api,
                              group_gid=group_id(settings.get("group")), log=self.log)
+        from ..host.metrics import Scraper
+        self.scraper = Scraper()
+        self.metrics_server = None
+        if settings.get("metrics_address"):
+            from .telemetry import MetricsServer
+            self.metrics_server = MetricsServer(self.loop, settings["metrics_address"],
+                                                self.render_metrics, self.log)
         self.loop.on_signal(15, self._terminate)
         self.loop.on_signal(2, self._terminate)
         self.loop.on_signal(1, self._reload)
@@ -198,6 +214,22 @@ class Daemon:
                     timestatus.write(directory, synced)
                 self.orchestra.reconcile(iid)
         self.loop.call_later(TIME_POLL_S, self._poll_time)
+
+    def render_metrics(self):
+        """The /metrics body: every container's own metrics, then the runtime's."""
+        from .telemetry import instance_row, runtime_metrics
+        rows = []
+        for iid in sorted(self.db.instances):
+            status = self.orchestra.status(iid)
+            stats = self.supervisor.stats(iid) if self.supervisor.running(iid) else None
+            last = status.get("last_exit") or {}
+            rows.append(instance_row(status, stats, last.get("oom_kills") or 0))
+        return self.scraper.exposition() + runtime_metrics(rows)
+
+    def _scrape(self):
+        from .telemetry import scrape_all
+        scrape_all(self.scraper, self.orchestra, self.images, time.time())
+        self.loop.call_later(self.settings()["metrics_interval_s"], self._scrape)
 
     def _on_exit(self, name, info):
         if self.oneshot.owns(name):
@@ -238,12 +270,14 @@ class Daemon:
         return self.settings()
 
     def run(self):
-        self.log("started (pid %d, root %s, run dir %s, socket %s)" % (
-            os.getpid(), self.root, self.run_dir, self.options["socket"]))
+        self.log("started (pid %d, root %s, run dir %s, socket %s, metrics %s)" % (
+            os.getpid(), self.root, self.run_dir, self.options["socket"],
+            self.metrics_server.address if self.metrics_server else "off"))
         from ..host.timestatus import TimeStatus
         self.time_status = TimeStatus(self.run_dir)
         self.orchestra.boot()
         self._poll_time()
+        self.loop.call_later(1.0, self._scrape)
         self.loop.run()
         self.server.close()
 

@@ -533,6 +533,8 @@ class Orchestra:
                 self.images.drop_layer(snapshot_key(iid, int(v)))
             if purge_volumes:
                 self.images.purge_volumes(iid)
+            self.images.drop_host_dir(iid)
+            self.sup.ring(iid).remove()
             self.db.remove_instance(iid)
             if live.timer is not None:
                 live.timer.cancel()

@@ -272,6 +272,8 @@ METHODS = {
     "apply": Method({"document": Map(), "dry_run": Opt(Bool(), False)},
                     doc="makes the device match a desired-state document; returns the plan"),
     "status": Method({}, doc="daemon and device summary: version, uptime, time sync, instances"),
+    "metrics": Method({}, doc="the Prometheus text of /metrics: every container's own "
+                              "metrics (labels instance, service, version) and the runtime's"),
     "settings.get": Method({}, doc="the daemon settings"),
     "settings.set": Method({"settings": Map()}, doc="changes daemon settings"),
 }

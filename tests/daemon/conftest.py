@@ -56,7 +56,7 @@ class Daemon:
                         EDGERT_INIT=os.path.join(REPO, "init", "edgert-init"))
         self.daemon_env = {}  # extra environment of edgertd alone (not of the CLI)
         with open(self.config, "w") as f:
-            json.dump({}, f)
+            json.dump({"metrics_address": "127.0.0.1:0"}, f)
 
     def start(self, timeout=10):
         log = open(self.log_path, "ab")

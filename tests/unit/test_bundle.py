@@ -62,14 +62,14 @@ def test_minimal_version_on_an_nginx_like_image():
     assert "netDevices" not in config["linux"]
 
 
-def test_run_is_a_bounded_fresh_tmpfs_and_host_a_read_only_bind():
+def test_run_is_a_bounded_fresh_tmpfs_and_host_a_writable_noexec_bind():
     config, validated = build()
     by_destination = {m["destination"]: m for m in config["mounts"]}
     assert by_destination["/run"] == {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
                                       "options": ["nosuid", "nodev", "mode=755", "size=16m"]}
     assert by_destination["/host"] == {"destination": "/host", "type": "bind",
                                        "source": RUN + "/host",
-                                       "options": ["bind", "nosuid", "nodev", "noexec", "ro"]}
+                                       "options": ["bind", "nosuid", "nodev", "noexec", "rw"]}
     assert [m["destination"] for m in config["mounts"]][-1] == "/host"
     assert len([m for m in config["mounts"] if m["destination"] == "/run"]) == 1
 

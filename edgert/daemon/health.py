@@ -20,7 +20,7 @@ import socket
 import stat
 
 from .. import native
-from ..linuxconst import CLONE_NEWNET, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS
+from ..linuxconst import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS
 
 DEFAULT_TIMEOUT_S = 3
 # the status line is all we read of an HTTP answer
@@ -28,29 +28,11 @@ STATUS_LINE_MAX = 1024
 # like the kernel's limit on symlinks in one path walk
 MAX_SYMLINKS = 40
 
-_home_netns = None
-
-
-def _home_netns_fd():
-    """The daemon's own network namespace, opened once: the way back after a setns."""
-    global _home_netns
-    if _home_netns is None:
-        _home_netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    return _home_netns
-
-
 def socket_in_netns(pid, family, kind=socket.SOCK_STREAM):
     """A non-blocking socket created in the network namespace of process ``pid``."""
-    home = _home_netns_fd()
-    target = os.open("/proc/%d/ns/net" % pid, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        native.setns(target, CLONE_NEWNET)
-        try:
-            return socket.socket(family, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-        finally:
-            native.setns(home, CLONE_NEWNET)
-    finally:
-        os.close(target)
+    from ..net import in_netns
+    return in_netns("/proc/%d/ns/net" % pid, lambda: socket.socket(
+        family, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC))
 
 
 def open_in_root(root_fd, path):

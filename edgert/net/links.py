@@ -17,9 +17,6 @@ import os
 
 from ..errors import ConfigError, NotFound
 
-CLONE_NEWNET = 0x40000000
-
-
 def host_link_name(instance_id, role, index, prefix="ve"):
     digest = hashlib.sha256(instance_id.encode()).hexdigest()[:8]
     return "%s%s%s%d" % (prefix, digest, role[0], index)
@@ -34,22 +31,11 @@ class Netns:
         if path is None:
             self.ipr = IPRoute()
             return
-        from .. import native
-        own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        from . import in_netns
         try:
-            target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            os.close(own)
+            self.ipr = in_netns(path, IPRoute)
+        except FileNotFoundError as e:
             raise NotFound("network namespace %s: %s" % (path, e.strerror)) from None
-        try:
-            native.setns(target, CLONE_NEWNET)
-            try:
-                self.ipr = IPRoute()
-            finally:
-                native.setns(own, CLONE_NEWNET)
-        finally:
-            os.close(target)
-            os.close(own)
 
     def __enter__(self):
         return self

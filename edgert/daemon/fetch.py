@@ -70,6 +70,19 @@ def _child(fd, store_root, reference, arch, creds, tls_verify):
     os._exit(code)
 
 
+def _close_inherited(keep):
+    """The pull child keeps none of the daemon's fds: not the control socket, not the
+    daemon's lock (a flock lives while any copy of its fd does, so a restarted daemon would
+    wait for the pull), not the containers' pidfds."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class Fetch:
     """One pull in a child process; ``on_event(doc)`` for progress, then exactly one
     ``on_done(ok, message, retryable)``."""
@@ -84,7 +97,7 @@ class Fetch:
         pid = os.fork()
         if pid == 0:
             try:
-                os.close(rfd)
+                _close_inherited(keep=wfd)
                 import _signal
                 for sig in (1, 2, 15):
                     _signal.signal(sig, _signal.SIG_DFL)

@@ -497,9 +497,18 @@ class Snapshotter:
         return found
 
     def remove(self, key):
-        """Deletes active snapshot ``key`` (its mounts must be unmounted by the caller)."""
-        self.active_info(key)
-        self._remove_path(os.path.join(self.active_dir, key))
+        """Deletes active snapshot ``key`` (its mounts must be unmounted by the caller).
+
+        The directory is first renamed out of the way, so a crash midway never leaves a
+        half-deleted ``key`` that looks present to prepare and absent to remove; what such
+        a crash leaves (``.rm-*``) goes with the next prune."""
+        _check_key(key)
+        path = os.path.join(self.active_dir, key)
+        if not os.path.lexists(path):
+            raise NotFound("active snapshot %r does not exist" % key)
+        doomed = os.path.join(self.active_dir, ".rm-%s-%d" % (key, os.getpid()))
+        os.rename(path, doomed)
+        self._remove_path(doomed)
 
     # -- space --------------------------------------------------------------
 

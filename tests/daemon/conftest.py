@@ -109,6 +109,7 @@ class Daemon:
     def call(self, method, **params):
         from edgert.client.conn import Connection
         conn = Connection(self.socket)
+        conn.sock.settimeout(30)  # a daemon that stopped answering fails the test, not hangs it
         try:
             return conn.call(method, params)
         finally:

@@ -325,3 +325,38 @@ def test_host_files_lxc_env_and_time_status(daemon, images):
         f.write("synced by the firmware's NTP hook\n")
     daemon.wait_for(lambda: daemon.cli("exec", "h1", "cat", "/host/.time-status").stdout,
                     ".time-status filled", timeout=25)
+
+
+def test_serial_console_runs_the_commands(daemon, images):
+    """`edgert console` on a pty, typed at like a serial console: the same commands."""
+    import subprocess
+    daemon.start()
+    daemon.import_service(service_input("con", images["good"]))
+    daemon.cli("instance", "add", "con", "--id", "s9")
+    master, slave = os.openpty()
+    proc = subprocess.Popen([daemon.cli_bin, "--socket", daemon.socket, "console"],
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                            env=dict(daemon.env, TERM="dumb"))
+    os.close(slave)
+    out = b""
+
+    def read_until(marker, timeout=15):
+        nonlocal out
+        deadline = time.monotonic() + timeout
+        while marker not in out and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                out += os.read(master, 4096)
+        return marker in out
+    try:
+        assert read_until(b"edgert> ")
+        os.write(master, b"ps\r")
+        assert read_until(b"s9"), out
+        os.write(master, b"inspect nosuch\r")
+        assert read_until(b"[exit 1]"), out
+        os.write(master, b"exit\r")
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert b"\x1b" not in out

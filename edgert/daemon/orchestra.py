@@ -38,7 +38,8 @@ class Live:
         self.version = None
         self.started_at = None
         self.restart = {}
-        self.timer = None
+        self.timer = None        # restart backoff
+        self.retry_timer = None  # a rollout step waiting for its retry
         self.busy = None
         self.watch = None
         self.fetch = None
@@ -213,13 +214,13 @@ class Orchestra:
 
     def _wake(self, iid, delay):
         live = self.live[iid]
-        if live.timer is not None:
-            live.timer.cancel()
+        if live.retry_timer is not None:
+            live.retry_timer.cancel()
 
         def fire():
-            live.timer = None
+            live.retry_timer = None
             self.reconcile(iid)
-        live.timer = self.loop.call_later(max(delay, 0.05), fire)
+        live.retry_timer = self.loop.call_later(max(delay, 0.05), fire)
 
     # -- rollout steps --------------------------------------------------------------------
 
@@ -536,8 +537,9 @@ class Orchestra:
             self.images.drop_host_dir(iid)
             self.sup.ring(iid).remove()
             self.db.remove_instance(iid)
-            if live.timer is not None:
-                live.timer.cancel()
+            for timer in (live.timer, live.retry_timer):
+                if timer is not None:
+                    timer.cancel()
             self.live.pop(iid, None)
             self.emit(iid, "removed", "instance removed" + (" with its volumes"
                                                             if purge_volumes else ""))

@@ -360,3 +360,22 @@ def test_serial_console_runs_the_commands(daemon, images):
             proc.kill()
         os.close(master)
     assert b"\x1b" not in out
+
+
+def test_old_version_is_kept_alive_while_a_fetch_waits_to_retry(daemon, images):
+    """download-then-stop with the registry down: the fetch waits (retryable), the old
+    version keeps running and its restart policy still works meanwhile."""
+    daemon.start()
+    daemon.import_service(service_input("wait", images["good"]))
+    daemon.cli("instance", "add", "wait", "--id", "w1")
+    daemon.wait_for(lambda: daemon.inspect("w1")["good_version"] == 1, "v1 committed")
+    daemon.import_service(service_input("wait", "docker://127.0.0.1:1/none/such:1"))
+    daemon.wait_for(lambda: (daemon.inspect("w1")["rollout"] or {}).get("retry_at"),
+                    "the fetch waiting to retry")
+    info = daemon.inspect("w1")
+    assert info["state"] == "running" and info["version"] == 1 and not info["failed_versions"]
+    pid = info["pid"]
+    os.kill(pid, signal.SIGKILL)
+    daemon.wait_for(lambda: daemon.inspect("w1")["pid"] not in (None, pid),
+                    "v1 restarted by its policy during the wait")
+    assert daemon.inspect("w1")["version"] == 1

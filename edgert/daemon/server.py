@@ -19,11 +19,10 @@ when ``handle`` returns or raises is closed by the server.
 Access. The socket file is 0660 root:group, so only root and members of ``group_gid`` can
 connect in the first place. Each connection is checked again with SO_PEERCRED: uid 0, the
 daemon's own uid, primary gid ``group_gid``, or ``group_gid`` among the supplementary groups
-read from /proc/<pid>/status when the connection is accepted. That read can race: the
-client may have exited and its pid been reused between connect and accept, so the groups
-read may belong to another process. It is acceptable because the check only backs up the
-file mode (a peer outside the group could not have connected), and the uid and primary gid
-come from the kernel's record of the connecting process. Other peers get one "forbidden"
+the kernel recorded at connect (SO_PEERGROUPS, Linux 4.13+). Older kernels lack it; there
+the groups are read from /proc/<pid>/status when the connection is accepted, which can race
+(the client may have exited and its pid been reused), acceptable only because the check
+backs up the file mode: a peer outside the group could not have connected. Other peers get one "forbidden"
 answer to their first request and are disconnected; their first request may be at most
 ``FORBIDDEN_MAX_MESSAGE`` bytes.
 """
@@ -52,8 +51,24 @@ HANGUP_CHECK_INTERVAL = 1.0  # seconds, for half-closed clients waiting for a de
 _UCRED = struct.Struct("3i")
 
 
-def peer_groups(pid):
-    """Supplementary gids of a live process, from /proc/<pid>/status (empty if it is gone)."""
+SO_PEERGROUPS = 59
+
+
+def peer_groups(sock, pid):
+    """Supplementary gids of the peer: the kernel's record of them at connect time, or
+    (before Linux 4.13) what /proc/<pid>/status says now (empty if the process is gone)."""
+    size = 64 * 4
+    while size <= 65536 * 4:
+        try:
+            data = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, size)
+            return set(array.array("I", data[:len(data) - len(data) % 4]))
+        except OSError as e:
+            if e.errno == errno.ERANGE:  # more groups than the buffer holds
+                size *= 4
+                continue
+            if e.errno not in (errno.ENOPROTOOPT, errno.EINVAL):
+                return set()
+            break
     try:
         with open("/proc/%d/status" % pid, "rb") as f:
             for line in f:
@@ -147,15 +162,15 @@ class Server:
             sock.setblocking(False)
             pid, uid, gid = _UCRED.unpack(
                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-            conn = Connection(self, sock, pid, uid, gid, self._allowed(pid, uid, gid))
+            conn = Connection(self, sock, pid, uid, gid, self._allowed(sock, pid, uid, gid))
             self.connections[conn.fd] = conn
 
-    def _allowed(self, pid, uid, gid):
+    def _allowed(self, sock, pid, uid, gid):
         if uid == 0 or uid == os.geteuid():
             return True
         if self.group_gid is None:
             return False
-        return gid == self.group_gid or self.group_gid in peer_groups(pid)
+        return gid == self.group_gid or self.group_gid in peer_groups(sock, pid)
 
     def forbidden_message(self, conn):
         if self.group_gid is None:

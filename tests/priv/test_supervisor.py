@@ -21,6 +21,15 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run con
 TIMEOUT = 15
 
 
+@pytest.fixture(autouse=True)
+def no_subreaper_afterwards(native_built):
+    """The runtime makes its caller a child subreaper; in the test process that would make
+    orphans of later tests (daemons started by init scripts...) zombies of pytest."""
+    yield
+    from edgert import native
+    native.set_child_subreaper(False)
+
+
 @pytest.fixture
 def env(busybox_rootfs, init_bin, native_built, tmp_path, monkeypatch):
     """A run directory, a loop, and supervisors on them; checks nothing is left behind."""

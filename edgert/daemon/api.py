@@ -10,7 +10,7 @@ import time
 
 from .. import __version__
 from ..errors import EdgertError, NotFound, StateError
-from . import model, rollout
+from . import model
 
 DEFER = object()
 FOLLOW_POLL_S = 0.25
@@ -393,5 +393,3 @@ def _close(fds):
 def iso_now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-
-__all__ = ["Api", "Request", "DEFER", "rollout"]

@@ -77,9 +77,14 @@ class Images:
         return os.path.join(self.root, "volumes", iid, name)
 
     def purge_volumes(self, iid):
-        path = os.path.join(self.root, "volumes", iid)
-        if os.path.isdir(path) and not os.path.islink(path):
-            remove_tree(path)
+        from ..image.unpackfs import remove_tree_at
+        volumes = os.path.join(self.root, "volumes")
+        if os.path.isdir(volumes):
+            fd = os.open(volumes, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                remove_tree_at(fd, iid)  # never follows the container's symlinks
+            finally:
+                os.close(fd)
 
     def host_dir(self, iid):
         return os.path.join(self.run_dir, "host", iid)
@@ -189,21 +194,6 @@ def _open_nofollow(base, parts):
     except OSError:
         os.close(fd)
         return None
-
-
-def remove_tree(path):
-    """Removes a directory tree without following symlinks (a volume's content is the
-    container's: its links may point anywhere)."""
-    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-        for name in filenames:
-            os.unlink(os.path.join(dirpath, name))
-        for name in dirnames:
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full):
-                os.unlink(full)
-            else:
-                os.rmdir(full)
-    os.rmdir(path)
 
 
 def host_device(path, service_name):

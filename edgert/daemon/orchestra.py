@@ -332,7 +332,7 @@ class Orchestra:
         doc = dict(doc, current_version=version_number, good_version=version_number)
         images = dict(doc.get("images") or {})
         for v in list(images):
-            if int(v) not in (version_number,):
+            if int(v) != version_number:
                 images.pop(v)
                 self.images.drop_layer(snapshot_key(iid, int(v)))
         self._save(dict(doc, images=images))

@@ -85,6 +85,8 @@ def _mounts(config, version, paths):
         host = _bind("/host", paths["host_dir"], False)  # the container writes its metrics
         host["options"].insert(3, "noexec")
         mounts.append(host)
+    if paths.get("resolv_conf"):
+        mounts.append(_bind("/etc/resolv.conf", paths["resolv_conf"], True))
     return mounts
 
 
@@ -125,10 +127,12 @@ def build_config(version, instance, image_config, paths, user=(0, 0, ())):
     ``instance``: its "id", and "node_service" unless it is a one-off container.
     ``paths``: "rootfs", "volumes" {name: directory}, "devices" {path: (type, major, minor,
     mode, uid, gid)}; optional: "host_dir" (None: no /host), "cgroup" (cgroupsPath; None: the
-    runtime's default), "image" (the image reference, for messages) and "netns": a network
-    namespace (path) prepared by the network setup for the container to join; without it the
-    container gets a new one of its own (only loopback). ``user``: (uid, gid, additional
-    gids), see ``parse_user``.
+    runtime's default), "image" (the image reference, for messages), "netns": a network
+    namespace (path) prepared by the network setup for the container to join, with the
+    version's net_devices in it already (without it the container gets a new one of its own,
+    with only loopback, and the runtime moves the net_devices in), and "resolv_conf": a file
+    bound read-only on /etc/resolv.conf. ``user``: (uid, gid, additional gids), see
+    ``parse_user``.
     """
     image_config = image_config or {}
     service = instance.get("node_service")
@@ -148,7 +152,7 @@ def build_config(version, instance, image_config, paths, user=(0, 0, ())):
     linux["devices"] = nodes
     linux["resources"].update(_resources(version))
     linux["resources"]["devices"].extend(rules)
-    if version["net_devices"]:
+    if version["net_devices"] and not paths.get("netns"):
         linux["netDevices"] = {device["name"]: {} for device in version["net_devices"]}
     config["annotations"] = {"edgert.instance": instance["id"],
                              "edgert.version": str(version["version"])}

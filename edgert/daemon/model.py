@@ -29,7 +29,8 @@ INSTANCE_ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
 # Volumes must not shadow what the runtime mounts itself or the host directory.
 RESERVED_MOUNTS = ("/proc", "/sys", "/dev", "/host", "/run")
 # Files the host writes into the instance's /host directory: config maps must not replace them.
-RESERVED_HOST_FILES = frozenset(("lxc.env", ".time-status", "prometheus.prom", "api-key"))
+RESERVED_HOST_FILES = frozenset(("lxc.env", ".time-status", "prometheus.prom", "api-key",
+                                 "api-keys"))
 NETWORK_MODES = ("disabled", "allocated", "dhcp")
 NETWORK_KEYS = ("access_provided_subnet", "dhcp_range_template", "dhcp_range")
 
@@ -437,6 +438,10 @@ def _network(value, path):
                  "lan_configure_network is \"%s\"" % lan)
     if wan != "disabled" and out["wan_interface"] is None:
         fail(join(path, "wan_interface"), "required when wan_configure_network is \"%s\"" % wan)
+    if wan == "allocated" and out["wan_interface"]["mode"] != "veth":
+        fail(join(path, "wan_interface.mode"), "must be \"veth\" when wan_configure_network is "
+             "\"allocated\": the host bridge is the gateway, and a macvlan cannot reach its "
+             "host")
     if out["masquerade"] and "disabled" in (lan, wan):
         fail(join(path, "masquerade"), "needs both lan_configure_network and "
              "wan_configure_network set (not \"disabled\"): it forwards LAN traffic to the WAN")

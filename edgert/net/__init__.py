@@ -18,6 +18,12 @@ def _home_netns_fd():
     return _home_netns
 
 
+def forget_home_netns():
+    """In a forked child that closed the inherited fds: open the home namespace anew."""
+    global _home_netns
+    _home_netns = None
+
+
 def in_netns(netns_path, make):
     """``make()`` run inside the network namespace at ``netns_path`` (a /proc/PID/ns/net or
     a /run/netns/NAME file): sockets it creates stay in that namespace for life."""

@@ -4,16 +4,20 @@ resolv.conf).
 
 Receiving before we have an address works because the client asks for broadcast replies
 (flag 0x8000) and the kernel delivers 255.255.255.255 to a socket bound to the device.
-pyroute2 is imported only when a client starts: it costs the daemon megabytes.
+The interface's hardware address and "up" go through ioctls on that socket (they act in the
+socket's namespace); addresses and routes through pyroute2 in a forked child (``forked``),
+so the daemon never loads pyroute2. Lease changes are applied one at a time, in order.
 """
 
-import errno
+import fcntl
 import os
 import struct
 
 from ..fsutil import atomic_write
-from . import in_netns, udp_socket_on_device
+from . import forked, udp_socket_on_device
 from .dhcp import BROADCAST, SERVER_PORT, Client
+
+SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFHWADDR, IFF_UP = 0x8913, 0x8914, 0x8927, 0x1
 
 RECEIVE_MAX = 1500
 
@@ -32,27 +36,24 @@ class DhcpClient:
     (bound or renewed), ``on_expire()`` after an expired or refused lease is removed."""
 
     def __init__(self, loop, netns_path, ifname, on_lease, on_expire, resolv_conf_path=None,
-                 hostname=None):
-        from pyroute2 import IPRoute
+                 hostname=None, write_resolv=None):
         self.loop = loop
+        self.netns_path = netns_path
         self.ifname = ifname
         self.on_lease = on_lease
         self.on_expire = on_expire
         self.resolv_conf_path = resolv_conf_path
+        # how resolv.conf is written: atomically by default; in place for a bind-mounted file
+        self.write_resolv = write_resolv or (lambda path, text: atomic_write(path, text))
         self.timer = None
         self.applied = None     # the lease whose address is on the interface
-        self.ipr = in_netns(netns_path, IPRoute)
+        self.pending = []       # netlink changes waiting for the one in flight
+        self.in_flight = False
+        self.sock = udp_socket_on_device(netns_path, ifname, 68)
         try:
-            found = self.ipr.link_lookup(ifname=ifname)
-            if not found:
-                raise OSError(errno.ENODEV, "no interface %s in %s" % (ifname, netns_path))
-            self.index = found[0]
-            self.ipr.link("set", index=self.index, state="up")
-            chaddr = bytes.fromhex(self.ipr.get_links(self.index)[0]
-                                   .get_attr("IFLA_ADDRESS").replace(":", ""))
-            self.sock = udp_socket_on_device(netns_path, ifname, 68)
+            chaddr = _link_up_and_hwaddr(self.sock, ifname)
         except BaseException:
-            self.ipr.close()
+            self.sock.close()
             raise
         self.logic = Client(chaddr, hostname, jitter=_jitter, new_xid=_new_xid)
         loop.add_reader(self.sock.fileno(), self._on_readable)
@@ -67,9 +68,15 @@ class DhcpClient:
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
             self.sock = None
-        if remove_address:
-            self._remove_address()
-        self.ipr.close()
+        self.pending = []
+        lease, self.applied = self.applied, None
+        if remove_address and lease is not None:
+            from .setup import remove_lease
+            try:
+                forked.call(remove_lease, (self.netns_path, self.ifname, lease),
+                            "DHCP client on %s" % self.ifname)
+            except Exception as e:
+                self.loop.log(str(e))
 
     def _on_readable(self, fd):
         while self.sock is not None:
@@ -93,10 +100,8 @@ class DhcpClient:
                 self._send(action[1], action[2])
             elif kind in ("bound", "renewed"):
                 self._apply(action[1])
-                self.on_lease(action[1])
             elif kind == "expired":
-                self._remove_address()
-                self.on_expire()
+                self._remove_address(self.on_expire)
             elif kind == "wait_until":
                 if self.timer is not None:
                     self.timer.cancel()
@@ -113,38 +118,63 @@ class DhcpClient:
                           % (self.ifname, address, os.strerror(e.errno or 0)))
 
     def _apply(self, lease):
-        old = self.applied
-        if old is not None and (old["address"], old["prefix"]) != (lease["address"],
-                                                                    lease["prefix"]):
-            self._remove_address()
-        if self.applied is None:
-            self._netlink(self.ipr.addr, "add", index=self.index, address=lease["address"],
-                          prefixlen=lease["prefix"])
-        self.applied = lease
-        if lease["router"]:
-            self._netlink(self.ipr.route, "replace", dst="0.0.0.0/0", gateway=lease["router"],
-                          oif=self.index)
+        """Address and default route first, then resolv.conf, then ``on_lease``."""
+        old, self.applied = self.applied, lease
+        if old is not None and (old["address"], old["prefix"], old["router"]) == (
+                lease["address"], lease["prefix"], lease["router"]):
+            self._after_apply(lease)   # a renewal: the kernel holds it already
+            return
+        from .setup import apply_lease
+        self._netlink(apply_lease, lease, lambda: self._after_apply(lease))
+
+    def _after_apply(self, lease):
         if self.resolv_conf_path and lease["dns"]:
             text = "".join("nameserver %s\n" % server for server in lease["dns"])
             try:
-                atomic_write(self.resolv_conf_path,
-                             "# written by edgert's DHCP client\n" + text)
+                self.write_resolv(self.resolv_conf_path,
+                                  "# written by edgert's DHCP client\n" + text)
             except OSError as e:
                 self.loop.log("DHCP client on %s: writing %s failed: %s"
                               % (self.ifname, self.resolv_conf_path, e))
+        self.on_lease(lease)
 
-    def _remove_address(self):
-        """Removing the address also removes the routes through it (the default route)."""
+    def _remove_address(self, then):
         lease, self.applied = self.applied, None
-        if lease is not None:
-            self._netlink(self.ipr.addr, "del", index=self.index, address=lease["address"],
-                          prefixlen=lease["prefix"])
+        if lease is None:
+            then()
+            return
+        from .setup import remove_lease
+        self._netlink(remove_lease, lease, then)
 
-    def _netlink(self, call, *args, **kwargs):
-        try:
-            call(*args, **kwargs)
-        except Exception as e:  # pyroute2's NetlinkError; EEXIST/ESRCH mean done already
-            code = getattr(e, "code", None)
-            if code not in (errno.EEXIST, errno.ESRCH, errno.EADDRNOTAVAIL):
-                self.loop.log("DHCP client on %s: netlink %s %r failed: %s"
-                              % (self.ifname, getattr(call, "__name__", "call"), args, e))
+    def _netlink(self, func, lease, then):
+        """``func(netns, ifname, lease)`` in a child, after the changes queued before it."""
+        self.pending.append((func, lease, then))
+        if not self.in_flight:
+            self._next_change()
+
+    def _next_change(self):
+        if not self.pending or self.sock is None:
+            self.in_flight = False
+            return
+        self.in_flight = True
+        func, lease, then = self.pending.pop(0)
+
+        def done(ok, value):
+            if not ok:   # the next renewal applies it again
+                self.loop.log("DHCP client on %s: %s" % (self.ifname, value))
+            if self.sock is not None:
+                then()
+            self._next_change()
+        forked.Job(self.loop, func, (self.netns_path, self.ifname, lease),
+                   "DHCP client on %s" % self.ifname, done)
+
+
+def _link_up_and_hwaddr(sock, ifname):
+    """Sets ``ifname`` up and returns its MAC address, both in ``sock``'s namespace."""
+    name = ifname.encode()
+    request = struct.pack("16sH22x", name, 0)
+    flags = struct.unpack("16sH22x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
+    if not flags & IFF_UP:
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", name, flags | IFF_UP))
+    reply = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("16s24x", name))
+    return reply[18:24]  # struct ifreq: name[16], sockaddr{family(2), data[14]}

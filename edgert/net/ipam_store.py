@@ -1,8 +1,10 @@
-"""The device's record of instance subnets (edge): one JSON file, atomic writes.
+"""The device's record of instance subnets and WAN addresses (edge): one JSON file,
+atomic writes.
 
-``{"instances": {"<instance id>": {"service": "<name>", "subnet": "10.190.3.0/24"}}}``.
-An instance keeps its subnet until it is released (instance removal), so a subnet is never
-handed out twice, also across daemon restarts.
+``{"instances": {"<instance id>": {"service": "<name>", "subnet": "10.190.3.0/24",
+"wan_address": "10.77.0.100/24"}}}`` (either key may be missing). An instance keeps both
+until they are released (instance removal), so neither is handed out twice, also across
+daemon restarts.
 """
 
 import json
@@ -28,9 +30,12 @@ class Allocations:
                              "no instance uses an allocated subnet, remove it" % (self.path, err))
         instances = doc.get("instances") if type(doc) is dict else None
         if type(instances) is not dict or not all(
-                type(v) is dict and type(v.get("subnet")) is str for v in instances.values()):
+                type(v) is dict and all(type(v.get(k, "")) is str for k in
+                                        ("service", "subnet", "wan_address"))
+                for v in instances.values()):
             raise StateError("%s: subnet allocations malformed (expected {\"instances\": {id: "
-                             "{\"service\", \"subnet\"}}}); restore the file" % self.path)
+                             "{\"service\", \"subnet\", \"wan_address\"}}}); restore the file"
+                             % self.path)
         return instances
 
     def _save(self):
@@ -38,12 +43,33 @@ class Allocations:
                                            sort_keys=True) + "\n", 0o600)
 
     def subnet_of(self, instance_id):
-        entry = self._instances.get(instance_id)
-        return entry["subnet"] if entry else None
+        return (self._instances.get(instance_id) or {}).get("subnet")
 
     def by_subnet(self):
         """{subnet: instance id} of every allocation on the device."""
-        return {v["subnet"]: k for k, v in self._instances.items()}
+        return {v["subnet"]: k for k, v in self._instances.items() if v.get("subnet")}
+
+    def wan_address_of(self, instance_id):
+        return (self._instances.get(instance_id) or {}).get("wan_address")
+
+    def wan_addresses(self):
+        """{instance id: "a.b.c.d/p"} of every WAN "allocated" address on the device."""
+        return {k: v["wan_address"] for k, v in self._instances.items()
+                if v.get("wan_address")}
+
+    def set_wan_address(self, instance_id, service, address):
+        old = self._instances.get(instance_id)
+        if (old or {}).get("wan_address") == address:
+            return
+        self._instances[instance_id] = dict(old or {"service": service}, wan_address=address)
+        try:
+            self._save()
+        except BaseException:
+            if old is None:
+                del self._instances[instance_id]
+            else:
+                self._instances[instance_id] = old
+            raise
 
     def allocate(self, instance_id, service, network_config, reserved=()):
         """The instance's subnet: the one it has, or a new one (saved before it is returned)."""
@@ -56,11 +82,15 @@ class Allocations:
         subnet = ipam.allocate(network_config["access_provided_subnet"],
                                network_config["dhcp_range_template"], self.by_subnet(),
                                reserved, service)
-        self._instances[instance_id] = {"service": service, "subnet": subnet}
+        old = self._instances.get(instance_id)
+        self._instances[instance_id] = dict(old or {}, service=service, subnet=subnet)
         try:
             self._save()
         except BaseException:
-            del self._instances[instance_id]
+            if old is None:
+                del self._instances[instance_id]
+            else:
+                self._instances[instance_id] = old
             raise
         return subnet
 

@@ -76,13 +76,13 @@ def attach(container_netns, instance_id, role, index, spec, host_netns=None):
                     raise ConfigError("%s: host interface %s is not a bridge: join it with "
                                       "mode macvlan, or name a bridge" % (where, host_if))
                 link = host_link_name(instance_id, role, index)
-                _remove(host, link)  # a leftover of a container that died with its daemon
+                remove_link(host, link)  # a leftover of a container that died with its daemon
                 host.ipr.link("add", ifname=link, kind="veth",
                               peer={"ifname": name, "net_ns_fd": netns_fd})
                 host.ipr.link("set", index=host.index(link), master=host_index, state="up")
             elif mode == "macvlan":
                 link = host_link_name(instance_id, role, index, prefix="mv")
-                _remove(host, link)
+                remove_link(host, link)
                 host.ipr.link("add", ifname=link, kind="macvlan", link=host_index,
                               macvlan_mode="bridge")
                 host.ipr.link("set", index=host.index(link), net_ns_fd=netns_fd)
@@ -100,10 +100,10 @@ def detach(record, host_netns=None):
     """Removes the host end of a veth pair (its peer goes with it); idempotent."""
     if record.get("host_link"):
         with Netns(host_netns) as host:
-            _remove(host, record["host_link"])
+            remove_link(host, record["host_link"])
 
 
-def _remove(ns, name):
+def remove_link(ns, name):
     index = ns.index(name)
     if index is not None:
         ns.ipr.link("del", index=index)

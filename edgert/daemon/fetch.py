@@ -48,7 +48,7 @@ def retryable(exc):
     return "certificate" in str(exc) or "TLS" in str(exc)
 
 
-def _child(fd, store_root, reference, arch, creds, tls_verify):
+def _child(fd, store_root, reference, arch, creds, tls_verify, synced):
     progress = _PipeProgress(fd)
     try:
         from ..image.pull import pull
@@ -56,7 +56,8 @@ def _child(fd, store_root, reference, arch, creds, tls_verify):
         from ..image.store import Store
         store = Store(store_root)
         record = pull(store, reference, arch, creds=creds, tls_verify=tls_verify,
-                      snapshots=Snapshotter(store_root), progress=progress)
+                      snapshots=Snapshotter(store_root), progress=progress,
+                      clock_synced=synced)
         progress._send({"done": record.digest})
         code = 0
     except BaseException as e:  # everything goes back to the daemon as one line
@@ -87,7 +88,8 @@ class Fetch:
     """One pull in a child process; ``on_event(doc)`` for progress, then exactly one
     ``on_done(ok, message, retryable)``."""
 
-    def __init__(self, loop, store_root, reference, arch, creds, tls_verify, on_event, on_done):
+    def __init__(self, loop, store_root, reference, arch, creds, tls_verify, on_event, on_done,
+                 synced=None):
         self.loop = loop
         self.on_event = on_event
         self.on_done = on_done
@@ -101,7 +103,7 @@ class Fetch:
                 import _signal
                 for sig in (1, 2, 15):
                     _signal.signal(sig, _signal.SIG_DFL)
-                _child(wfd, store_root, reference, arch, creds, tls_verify)
+                _child(wfd, store_root, reference, arch, creds, tls_verify, synced)
             finally:
                 os._exit(1)
         os.close(wfd)

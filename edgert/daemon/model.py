@@ -214,8 +214,10 @@ def _loopback(text):
 
 
 def _role(text):
-    if not text or any(c.isspace() or ord(c) < 32 for c in text):
-        return "must be a non-empty role name without spaces"
+    # a role also names its key's file, /host/api-keys/<role>
+    if (not text or any(c.isspace() or ord(c) < 32 for c in text) or "/" in text
+            or text in (".", "..")):
+        return "must be a non-empty role name without spaces or '/', not \".\" or \"..\""
     return None
 
 
@@ -424,6 +426,12 @@ def _network(value, path):
         if not _inside(out[key], subnet):
             fail(join(path, key), "%s must lie inside access_provided_subnet %s and have a "
                  "longer prefix" % (out[key], subnet))
+    if out["dhcp_range_template"] and subnet is not None:
+        from ..net import ipam  # ipam builds on this module's address helpers
+        try:  # a template that leaves no client addresses, or names a broadcast address
+            ipam.check_template(subnet, out["dhcp_range_template"])
+        except ConfigError as e:
+            fail(join(path, "dhcp_range_template"), str(e).split(": ", 2)[-1])
     if out["dhcp_range_template"] and out["dhcp_range"]:
         fail(path, "dhcp_range_template and dhcp_range exclude each other: set "
              "dhcp_range_template for a subnet per instance, or dhcp_range for one range "

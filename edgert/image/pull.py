@@ -33,12 +33,13 @@ def resolve_arch(arch=None):
 
 def pull(store, reference, arch=None, creds=None, authfile=None, tls_verify=True,
          cert_dir=None, snapshots=None, progress=None, limits=None, policy=None,
-         registry=None):
+         registry=None, clock_synced=None):
     """Pulls ``reference`` (text or Reference) into ``store``; returns the ImageRecord.
 
     Local transports (oci:, oci-archive:, docker-archive:) are imported instead.
     ``creds`` is "USER:PASS"; ``authfile`` a docker/podman auth.json. ``snapshots``: also
     unpack into it. ``registry``: a ready registry.Registry (tests, the daemon's pool).
+    ``clock_synced``: the daemon's NTP signal, for TLS error messages (registry.Registry).
     """
     ref = _reference.parse(reference) if isinstance(reference, str) else reference
     if ref.transport != "docker":
@@ -50,7 +51,8 @@ def pull(store, reference, arch=None, creds=None, authfile=None, tls_verify=True
     if own:
         registry = Registry(ref.api_host, load_credentials(ref.host, ref.repository, creds,
                                                            authfile),
-                            tls_verify=tls_verify, cert_dir=cert_dir)
+                            tls_verify=tls_verify, cert_dir=cert_dir,
+                            clock_synced=clock_synced)
     try:
         with store.adding():
             resolved = registry.resolve(ref.repository, ref.ref, arch)

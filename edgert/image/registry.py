@@ -61,12 +61,14 @@ class Registry:
     falling back to plain HTTP. ``cert_dir``: CA certificates (``*.crt``) and client
     certificates (``*.cert`` + ``*.key``) to trust and present; by default
     /etc/containers/certs.d/HOST or /etc/docker/certs.d/HOST when present.
-    ``sleep``, ``clock`` and ``monotonic`` are injectable for tests.
+    ``sleep``, ``clock`` and ``monotonic`` are injectable for tests. ``clock_synced``: whether
+    the host clock is NTP-synced (the daemon's signal, as in /host/.time-status), which
+    explains certificate failures; None: unknown, judged by the year.
     """
 
     def __init__(self, host, creds=None, tls_verify=True, cert_dir=None, timeout=30.0,
                  retries=5, backoff=0.5, max_backoff=30.0, sleep=time.sleep, clock=time.time,
-                 monotonic=time.monotonic):
+                 monotonic=time.monotonic, clock_synced=None):
         self.host = host
         self.creds = creds
         self.tls_verify = tls_verify
@@ -77,6 +79,7 @@ class Registry:
         self.max_backoff = max_backoff
         self.sleep = sleep
         self.clock = clock
+        self.clock_synced = clock_synced
         self.monotonic = monotonic
         self._scheme = "https" if tls_verify else None
         self._connections = {}
@@ -483,7 +486,11 @@ class Registry:
             self.host, image, netloc, reason)
         now = self.clock()
         year = time.gmtime(now).tm_year
-        if not PLAUSIBLE_YEARS[0] <= year < PLAUSIBLE_YEARS[1]:
+        if self.clock_synced is False:
+            message += (" (the host clock is not NTP-synced yet, so certificate dates cannot "
+                        "be trusted: the system time is %s; the pull is retried)"
+                        % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now)))
+        elif self.clock_synced is None and not PLAUSIBLE_YEARS[0] <= year < PLAUSIBLE_YEARS[1]:
             message += " (possibly caused by an unsynced clock: the system time is %s)" % (
                 time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now)))
         else:

@@ -247,6 +247,19 @@ def test_tls_failure_with_a_wrong_clock_blames_the_clock(tls_registry):
     assert "possibly caused by an unsynced clock: the system time is 1970-01-01" in str(err.value)
 
 
+def test_tls_failure_uses_the_daemons_ntp_signal(tls_registry):
+    """In the daemon the NTP signal (as in /host/.time-status) explains the failure, not a
+    guess from the year; a synced clock points at the certificates instead."""
+    server, _ = tls_registry
+    with pytest.raises(RegistryError) as err:
+        Registry(server.host, cert_dir="", clock_synced=False).get_manifest("busybox", "amd64")
+    assert "the host clock is not NTP-synced yet" in str(err.value)
+    with pytest.raises(RegistryError) as err:
+        Registry(server.host, cert_dir="", clock=lambda: 0.0,
+                 clock_synced=True).get_manifest("busybox", "amd64")
+    assert "NTP-synced" not in str(err.value) and "give --cert-dir" in str(err.value)
+
+
 # -- faults, from the fake registry ----------------------------------------------------------
 
 BLOB = bytes(range(256)) * 4096  # 1 MiB

@@ -27,7 +27,7 @@ PURE_CORE = [
     "proto/rpc.py", "proto/schema.py", "proto/mpack.py",
     "daemon/model.py", "daemon/window.py", "daemon/bundle.py",
     "daemon/rollout.py", "daemon/restart.py",
-    "net/ipam.py", "host/lxcenv.py", "net/dhcp.py",
+    "net/ipam.py", "net/plan.py", "host/lxcenv.py", "net/dhcp.py",
 ]
 EDGE_MODULES = {"native", "_native", "fs", "linux", "container", "netdev"}
 

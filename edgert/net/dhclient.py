@@ -36,7 +36,7 @@ class DhcpClient:
     (bound or renewed), ``on_expire()`` after an expired or refused lease is removed."""
 
     def __init__(self, loop, netns_path, ifname, on_lease, on_expire, resolv_conf_path=None,
-                 hostname=None, write_resolv=None):
+                 hostname=None, write_resolv=None, worker=None):
         self.loop = loop
         self.netns_path = netns_path
         self.ifname = ifname
@@ -49,6 +49,7 @@ class DhcpClient:
         self.applied = None     # the lease whose address is on the interface
         self.pending = []       # netlink changes waiting for the one in flight
         self.in_flight = False
+        self.worker = worker    # a forked.Worker (the daemon's); None: a child per change
         self.sock = udp_socket_on_device(netns_path, ifname, 68)
         try:
             chaddr = _link_up_and_hwaddr(self.sock, ifname)
@@ -124,8 +125,7 @@ class DhcpClient:
                 lease["address"], lease["prefix"], lease["router"]):
             self._after_apply(lease)   # a renewal: the kernel holds it already
             return
-        from .setup import apply_lease
-        self._netlink(apply_lease, lease, lambda: self._after_apply(lease))
+        self._netlink("apply_lease", lease, lambda: self._after_apply(lease))
 
     def _after_apply(self, lease):
         if self.resolv_conf_path and lease["dns"]:
@@ -143,11 +143,11 @@ class DhcpClient:
         if lease is None:
             then()
             return
-        from .setup import remove_lease
-        self._netlink(remove_lease, lease, then)
+        self._netlink("remove_lease", lease, then)
 
     def _netlink(self, func, lease, then):
-        """``func(netns, ifname, lease)`` in a child, after the changes queued before it."""
+        """``setup.<func>(netns, ifname, lease)`` in a child, after the changes queued before
+        it."""
         self.pending.append((func, lease, then))
         if not self.in_flight:
             self._next_change()
@@ -165,8 +165,12 @@ class DhcpClient:
             if self.sock is not None:
                 then()
             self._next_change()
-        forked.Job(self.loop, func, (self.netns_path, self.ifname, lease),
-                   "DHCP client on %s" % self.ifname, done)
+        args, what = (self.netns_path, self.ifname, lease), "DHCP client on %s" % self.ifname
+        if self.worker is not None:
+            self.worker.submit("edgert.net.setup:" + func, args, what, done)
+        else:
+            from . import setup
+            forked.Job(self.loop, getattr(setup, func), args, what, done)
 
 
 def _link_up_and_hwaddr(sock, ifname):

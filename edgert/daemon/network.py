@@ -34,8 +34,10 @@ class Network:
         self.log = log
         self.allocations = Allocations(os.path.join(root, "daemon", "subnets.json"))
         self.active = {}           # instance id -> {"plan", "result", "dhcpd", "dhclient"}
+        self.worker = forked.Worker(loop)
         self.queue = []
         self.running = False
+        self.booted = False        # jobs wait for boot(): teardowns must see resumed instances
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -55,7 +57,7 @@ class Network:
 
     def _enqueue(self, work):
         self.queue.append(work)
-        if not self.running:
+        if not self.running and self.booted:
             self._next()
 
     def _next(self):
@@ -101,8 +103,7 @@ class Network:
                 finished()
                 if not ok:
                     self._drop_record(iid)
-                    on_done(EdgertError("instance %s: %s" % (iid, value), code=value.code),
-                            None)
+                    on_done(value, None)
                     return
                 try:
                     paths = self._running(iid, plan, value)
@@ -112,9 +113,8 @@ class Network:
                                         code="net-failed"), None)
                     return
                 on_done(None, paths)
-            from ..net import setup
-            forked.Job(self.loop, setup.bring_up, (plan,), "network of instance %s" % iid,
-                       brought_up)
+            self.worker.submit("edgert.net.setup:bring_up", (plan,),
+                               "network of instance %s" % iid, brought_up)
         self._enqueue(work)
 
     def _plan(self, iid, service, network_config, net_devices):
@@ -174,7 +174,7 @@ class Network:
                     iid, lease["address"], lease["prefix"], lease["router"])),
                 lambda: self.log("instance %s: WAN lease expired" % iid),
                 resolv_conf_path=self._resolv_path(iid), hostname=iid,
-                write_resolv=write_in_place)
+                write_resolv=write_in_place, worker=self.worker)
 
     # -- teardown -------------------------------------------------------------------------
 
@@ -191,13 +191,16 @@ class Network:
                 on_done()
             return
         plan = record["plan"]
-        bridge = None
-        if (plan.get("wan") or {}).get("masquerade") and not any(
-                (e["plan"].get("wan") or {}).get("host") == plan["wan"]["host"]
-                and e["plan"]["wan"].get("masquerade") for e in self.active.values()):
-            bridge = plan["wan"]["host"]
 
         def work(finished):
+            # decided now, not at the call: a bring-up queued before this job (another
+            # instance on the bridge) is active by now and still needs the host masquerade
+            bridge = None
+            if (plan.get("wan") or {}).get("masquerade") and not any(
+                    (e["plan"].get("wan") or {}).get("host") == plan["wan"]["host"]
+                    and e["plan"]["wan"].get("masquerade") for e in self.active.values()):
+                bridge = plan["wan"]["host"]
+
             def torn_down(ok, value):
                 finished()
                 if ok:
@@ -206,9 +209,8 @@ class Network:
                     self.log("instance %s: %s" % (iid, value))
                 if on_done:
                     on_done()
-            from ..net import setup
-            forked.Job(self.loop, setup.tear_down, (plan, record.get("result"), bridge),
-                       "network teardown of instance %s" % iid, torn_down)
+            self.worker.submit("edgert.net.setup:tear_down", (plan, record.get("result"), bridge),
+                               "network teardown of instance %s" % iid, torn_down)
         self._enqueue(work)
 
     def _stop_dhcp(self, entry):
@@ -262,9 +264,16 @@ class Network:
                     self.log("instance %s: resuming DHCP: %s" % (iid, e))
             else:
                 self.down(iid)
+        # the queue starts now, with the resumed instances active: a teardown (also one the
+        # adoption of an ended container queued) keeps a host masquerade they use
+        self.booted = True
+        if not self.running:
+            self._next()
 
     def close(self):
         """The daemon exits and leaves the containers running: only the sockets go."""
+        self.worker.jobs = []
+        self.worker.close()
         for entry in self.active.values():
             if entry.get("dhcpd") is not None:
                 entry["dhcpd"].close()

@@ -117,6 +117,12 @@ class Network:
                                "network of instance %s" % iid, brought_up)
         self._enqueue(work)
 
+    def expect(self, service, version):
+        """A start of ``version`` is coming (its image is being pulled, or a restart waits
+        for its backoff): the worker loads pyroute2 meanwhile."""
+        if planner.needed(service.get("network_config"), version.get("net_devices")):
+            self.worker.warm()
+
     def _plan(self, iid, service, network_config, net_devices):
         subnet = None
         if (network_config.get("dhcp_range_template")

@@ -195,6 +195,16 @@ class Worker:
         if len(self.jobs) == 1:
             self._send_first()
 
+    def warm(self):
+        """Starts the child ahead of the jobs a caller expects soon (a pull that a start
+        follows), so they do not wait for its import of pyroute2."""
+        if self.fd is None:
+            self._spawn()
+        if not self.jobs:
+            if self.idle_timer is not None:
+                self.idle_timer.cancel()
+            self.idle_timer = self.loop.call_later(self.idle_s, self.close)
+
     def _spawn(self):
         import socket
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

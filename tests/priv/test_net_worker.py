@@ -75,3 +75,17 @@ def test_only_network_jobs(loop):
     run_until(loop, lambda: got)
     assert not got[0][0] and "is not a network job" in str(got[0][1])
     worker.close()
+
+
+def test_warm_starts_the_child_ahead_and_lets_it_go_when_idle(loop):
+    from edgert.net.forked import Worker
+    worker = Worker(loop, idle_s=0.3)
+    worker.warm()
+    pid = worker.pid
+    assert pid is not None
+    got = []
+    worker.submit(PICK, ("10.77.0.1/24", None, []), "job", lambda ok, v: got.append(
+        (ok, v, worker.pid)))
+    run_until(loop, lambda: got)
+    assert got == [(True, "10.77.0.128/24", pid)]
+    run_until(loop, lambda: worker.pid is None)

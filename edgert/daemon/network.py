@@ -102,7 +102,9 @@ class Network:
             def brought_up(ok, value):
                 finished()
                 if not ok:
-                    self._drop_record(iid)
+                    # the child undid its work, unless it died halfway: a teardown by the
+                    # record (idempotent) makes sure, before any later bring-up
+                    self.down(iid)
                     on_done(value, None)
                     return
                 try:

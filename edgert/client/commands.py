@@ -33,6 +33,9 @@ node services and rollouts:
   apply -f FILE [--dry-run]   make the device match a desired-state document
   status                      the observed state of the whole device (JSON)
   settings [KEY=VALUE...]     show or change device settings (update_windows, ...)
+  api-key set ROLE            store the Unwired Edge Cloud API key for ROLE, read from
+                              stdin (never from the command line)
+  api-key ls | api-key rm ROLE
   metrics                     the Prometheus text the /metrics endpoint serves
   ping                        check that edgertd answers
   console [--tty DEV] [--baud N]
@@ -470,6 +473,30 @@ class Cli:
             changes[key] = value if value != "" else None
         return self.dump(self.call("settings.set", {"settings": changes}))
 
+    def cmd_api_key(self, args):
+        usage = "api-key set ROLE (the key on stdin) | api-key ls | api-key rm ROLE"
+        if args == ["ls"] or args == ["list"]:
+            rows = self.call("api_key.list")
+            if self.json:
+                return self.dump(rows)
+            if not rows:
+                self.write("no API keys (provision one with: edgert api-key set ROLE)\n")
+                return 0
+            self.write(_table([("ROLE", "FINGERPRINT")] + [(r["role"], r["fingerprint"])
+                                                           for r in rows]))
+            return 0
+        if len(args) != 2 or args[0] not in ("set", "rm"):
+            raise Usage(usage)
+        if args[0] == "rm":
+            result = self.call("api_key.remove", {"role": args[1]})
+        else:
+            result = self.call("api_key.set", {"role": args[1], "key": _read_key(args[1])})
+        if self.json:
+            return self.dump(result)
+        self.write("%s %s, %d instance(s) updated\n" % (
+            result["role"], result.get("fingerprint", "removed"), len(result["instances"])))
+        return 0
+
 
 COMMANDS = {
     "ps": "cmd_ps", "inspect": "cmd_inspect", "logs": "cmd_logs", "start": "cmd_start",
@@ -478,7 +505,7 @@ COMMANDS = {
     "services": "cmd_service", "instance": "cmd_instance", "config-map": "cmd_config_map",
     "pin": "cmd_pin", "rollout-now": "cmd_rollout_now", "apply": "cmd_apply",
     "status": "cmd_status", "settings": "cmd_settings", "ping": "cmd_ping",
-    "metrics": "cmd_metrics",
+    "metrics": "cmd_metrics", "api-key": "cmd_api_key",
 }
 
 
@@ -602,6 +629,42 @@ def _read_json(path):
         return jsonfast.loads(text)
     except ValueError as e:
         raise ValueError("%s is not valid JSON: %s" % (path, e)) from None
+
+
+def _read_key(role):
+    """The API key from stdin: typed without echo on a terminal, else the whole input with
+    one line end taken off (so `printf %s "$KEY" |` and `echo "$KEY" |` both work)."""
+    if os.isatty(0):
+        import termios
+        sys.stderr.write("API key for role %s: " % role)
+        sys.stderr.flush()
+        saved = termios.tcgetattr(0)
+        quiet = list(saved)
+        quiet[3] &= ~termios.ECHO
+        termios.tcsetattr(0, termios.TCSAFLUSH, quiet)
+        try:
+            data = os.read(0, 8192)
+        finally:
+            termios.tcsetattr(0, termios.TCSAFLUSH, saved)
+            sys.stderr.write("\n")
+    else:
+        data = sys.stdin.buffer.read(8193) if hasattr(sys.stdin, "buffer") else \
+            sys.stdin.read(8193).encode()
+    if len(data) > 8192:
+        raise ValueError("API key for role %s: stdin holds more than 8192 bytes; give the "
+                         "key alone" % role)
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    if not data:
+        raise ValueError("API key for role %s: stdin was empty: pipe the key in, e.g. "
+                         "edgert api-key set %s < keyfile" % (role, role))
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError("API key for role %s is not ASCII: give the key alone" % role) \
+            from None
 
 
 def _config_maps(items):

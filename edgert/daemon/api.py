@@ -106,6 +106,8 @@ class Api:
         name = doc.get("name") if isinstance(doc, dict) else None
         existing = self.db.services.get(name) if isinstance(name, str) else None
         service, number = model.import_service(existing, doc, iso_now())
+        if existing is None:  # network_config is fixed by the first import
+            self.daemon.network.check_new_service(service)
         self.db.put_service(service)
         self.orchestra.emit(None, "service-imported", "%s version %d" % (service["name"],
                                                                         number))
@@ -313,6 +315,23 @@ class Api:
     def m_metrics(self, req):
         return {"text": self.daemon.render_metrics().decode()}
 
+    # -- API keys (provisioned by the firmware's cloud agent) ----------------------------
+
+    def m_api_key_set(self, req):
+        from ..host import apikeys
+        role, key = apikeys.check_role(req.params["role"]), req.params["key"]
+        self.daemon.images.api_keys.set(role, key)
+        return {"role": role, "fingerprint": apikeys.fingerprint(key),
+                "instances": self.orchestra.refresh_api_keys(role)}
+
+    def m_api_key_remove(self, req):
+        role = req.params["role"]
+        self.daemon.images.api_keys.remove(role)
+        return {"role": role, "instances": self.orchestra.refresh_api_keys(role)}
+
+    def m_api_key_list(self, req):
+        return self.daemon.images.api_keys.listing()
+
     # -- whole-device documents ----------------------------------------------------------
 
     def m_status(self, req):
@@ -335,6 +354,10 @@ class Api:
         from .main import check_settings
         ops = model.plan_apply(state, doc, check_settings)
         changes = [describe_op(op) for op in ops]
+        new = {op[1]["name"]: model.import_service(None, op[1], iso_now())[0] for op in ops
+               if op[0] == "import" and op[1]["name"] not in self.db.services}
+        for service in new.values():  # all checked before anything changes
+            self.daemon.network.check_new_service(service, others=new)
         if req.params.get("dry_run"):
             return {"changes": changes, "applied": False}
         for op in ops:

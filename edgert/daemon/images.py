@@ -6,8 +6,7 @@ the disk that the pure builder needs)."""
 import os
 import stat
 
-from ..errors import ConfigError, NotFound
-from ..fsutil import atomic_write
+from ..errors import ConfigError, EdgertError, NotFound
 from . import bundle
 
 FILE_LIMIT = 1 << 20
@@ -27,6 +26,8 @@ class Images:
         self.synced = synced
         self.store = Store(root)
         self.snapshots = Snapshotter(root)
+        from ..host import apikeys
+        self.api_keys = apikeys.Store(root)  # the device's keys, shared with the API
 
     def source_for(self, service, version):
         sources = version.get("image_sources") or []
@@ -44,7 +45,7 @@ class Images:
         if authn.get("registry_user") is not None:
             creds = "%s:%s" % (authn["registry_user"], authn.get("registry_pw", ""))
         return Fetch(self.loop, self.root, source["image_reference"], self.arch, creds,
-                     self.tls_verify, on_event, on_done)
+                     self.tls_verify, on_event, on_done, synced=self.synced())
 
     def describe(self, source, digest=None):
         """What a started container needs from the image, kept in the instance document so
@@ -113,26 +114,85 @@ class Images:
 
     def write_host_files(self, iid, doc, service, version=None, synced=None):
         """The files under /host: the config maps of the instance, and with ``version``
-        its environment as lxc.env; ``synced`` (not None) writes .time-status. Each is
-        replaced atomically; a config map that was removed disappears."""
+        its environment as lxc.env and its API keys; ``synced`` (not None) writes
+        .time-status. Each is replaced atomically, never through what the container put at
+        its name (hostdir.py); a config map that was removed disappears."""
+        from ..host import apikeys, hostdir
         directory = self.prepare_host_dir(iid)
         maps = doc.get("config_maps") or {}
-        for name, value in maps.items():
-            atomic_write(os.path.join(directory, name), value, 0o644, sync=False)
+        try:
+            dfd = hostdir.open_dir(directory)
+            try:
+                for name, value in maps.items():
+                    hostdir.replace_file(dfd, name, value.encode("utf-8"), 0o644)
+                if version is not None:
+                    from ..host import lxcenv
+                    hostdir.replace_file(dfd, "lxc.env",
+                                         lxcenv.render(version.get("env") or {}), 0o644)
+                if synced is not None:
+                    from ..host import timestatus
+                    timestatus.write(directory, synced)
+                known = set(maps) | {"lxc.env", ".time-status", "prometheus.prom", apikeys.DIR}
+                for name in os.listdir(dfd):
+                    if name not in known and not name.startswith("."):
+                        self._remove_stray(iid, dfd, name)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            raise _host_error(iid, e) from None
         if version is not None:
-            from ..host import lxcenv
-            atomic_write(os.path.join(directory, "lxc.env"),
-                         lxcenv.render(version.get("env") or {}), 0o644, sync=False)
-        if synced is not None:
-            from ..host import timestatus
-            timestatus.write(directory, synced)
-        known = set(maps) | {"lxc.env", ".time-status", "prometheus.prom", "api-key"}
-        for name in os.listdir(directory):
-            if name not in known and not name.startswith("."):
-                os.unlink(os.path.join(directory, name))
+            self.write_api_keys(iid, doc, version)
 
-    def container_config(self, iid, doc, service, version, image):
-        """(OCI config, rootfs mounts) of instance ``iid`` running ``version``."""
+    def _remove_stray(self, iid, dfd, name):
+        """An entry of /host that edgert did not write goes; one the container made
+        impossible to remove (nested too deep) stays, without blocking the start."""
+        from ..host import hostdir
+        try:
+            hostdir.remove(dfd, name)
+        except OSError as e:
+            self.loop.log("instance %s: /host/%s, which edgert did not write, stays: %s"
+                          % (iid, name, e.strerror or e))
+
+    def write_api_keys(self, iid, doc, version):
+        """/host/api-keys for instance ``iid`` running ``version``: one file per role the
+        version names that this device has a key for (and no others); the roles without a
+        key are logged, with how to provision them, and returned."""
+        from ..host import apikeys
+        roles = version.get("api_key_roles") or []
+        try:
+            if not roles:
+                if os.path.isdir(self.host_dir(iid)):
+                    apikeys.install(self.host_dir(iid), None)
+                return []
+            files, missing = apikeys.plan(roles, self.api_keys.keys())
+            apikeys.install(self.prepare_host_dir(iid), files,
+                            self._workload_owner(doc, version))
+        except OSError as e:
+            raise _host_error(iid, e) from None
+        for role in missing:
+            self.loop.log(apikeys.missing_message(iid, version.get("version"), role))
+        return missing
+
+    def _workload_owner(self, doc, version):
+        """(uid, gid) the version's workload runs as (as container_config resolves it): the
+        owner of its key files, which no other user of the container may read."""
+        image = (doc.get("images") or {}).get(str(version.get("version")))
+        if image is None:
+            return 0, 0
+        user_text = version.get("user") or image["config"].get("User") or ""
+        uid, gid, _ = bundle.parse_user(user_text, *self._user_files(image["chain"], user_text))
+        return uid, gid
+
+    def rootfs_hook(self, settings):
+        """What Supervisor.start runs on a container's mounted rootfs before creating it:
+        the deprecated root-level links while ``legacy_host_paths`` is on, else None."""
+        if not settings.get("legacy_host_paths"):
+            return None
+        return lambda rootfs: legacy_links(rootfs, self.loop.log)
+
+    def container_config(self, iid, doc, service, version, image, net=None):
+        """(OCI config, rootfs mounts) of instance ``iid`` running ``version``; ``net``: the
+        paths its network bring-up gave ("netns", "resolv_conf"), if any."""
         key = "%s.v%d" % (iid, version["version"])
         mounts = self.snapshots.mounts_for(key)
         volumes = {}
@@ -146,8 +206,8 @@ class Images:
             devices[device["path"]] = host_device(device["path"], service["name"])
         user_text = version.get("user") or image["config"].get("User") or ""
         user = bundle.parse_user(user_text, *self._user_files(image["chain"], user_text))
-        paths = {"rootfs": "rootfs", "volumes": volumes, "host_dir": self.host_dir(iid),
-                 "cgroup": None, "devices": devices}
+        paths = dict(net or {}, rootfs="rootfs", volumes=volumes, host_dir=self.host_dir(iid),
+                     cgroup=None, devices=devices)
         config = bundle.build_config(version, doc, image["config"], paths, user=user)
         return config, mounts
 
@@ -174,6 +234,12 @@ class Images:
         return ""
 
 
+def _host_error(iid, err):
+    return EdgertError("instance %s: cannot write its /host files: %s%s" % (
+        iid, err.strerror or err, ": " + err.filename if err.filename else ""),
+        code="host-files")
+
+
 def _open_nofollow(base, parts):
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
@@ -194,6 +260,44 @@ def _open_nofollow(base, parts):
     except OSError:
         os.close(fd)
         return None
+
+
+# The deprecated root-level files as links into /host (docs/host.md, "Deprecated paths").
+LEGACY_LINKS = (("lxc.env", "host/lxc.env"), (".time-status", "host/.time-status"))
+
+
+def legacy_links(rootfs, log):
+    """Makes /lxc.env and /.time-status of the mounted ``rootfs`` relative links into /host.
+    What the image has there is never followed: a link or a regular file is replaced (by
+    rename), anything else (a directory...) is left as it is and logged."""
+    fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for name, target in LEGACY_LINKS:
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                info = None
+            if info is not None:
+                if stat.S_ISLNK(info.st_mode) and os.readlink(name, dir_fd=fd) == target:
+                    continue
+                if not (stat.S_ISLNK(info.st_mode) or stat.S_ISREG(info.st_mode)):
+                    log("%s: /%s of the image is not a file or link: left as it is, so "
+                        "legacy_host_paths gives it no /%s -> %s link" % (rootfs, name, name,
+                                                                          target))
+                    continue
+            tmp = ".%s.edgert-%d" % (name, os.getpid())
+            try:
+                os.unlink(tmp, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+            os.symlink(target, tmp, dir_fd=fd)
+            try:
+                os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            except OSError:
+                os.unlink(tmp, dir_fd=fd)
+                raise
+    finally:
+        os.close(fd)
 
 
 def host_device(path, service_name):

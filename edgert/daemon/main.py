@@ -29,6 +29,11 @@ DEFAULT_SETTINGS = {
     "tls_verify": True,
     "metrics_address": "127.0.0.1:9586",  # the HTTP /metrics endpoint; None: off
     "metrics_interval_s": 60,    # how often each container's /host/prometheus.prom is read
+    "legacy_host_paths": False,  # deprecated /lxc.env, /.time-status, /prometheus.prom too
+    "wan_address_range": None,   # WAN "allocated": e.g. "10.77.0.100-10.77.0.199" of the
+                                 # host bridge's subnet; None: its upper half
+    "wan_masquerade": False,     # masquerade WAN "allocated" bridges' subnets on the host
+    "dhcp_lease_s": 3600,        # lease time of the containers' LAN DHCP servers
 }
 TIME_POLL_S = 10.0
 SETTABLE = frozenset(("update_windows", "unsynced_policy"))  # the others need a restart
@@ -98,6 +103,16 @@ def check_settings(settings):
     if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
         raise EdgertError("setting metrics_interval_s: expected whole seconds >= 1, got %r"
                           % (interval,), code="bad-params")
+    if type(settings.get("legacy_host_paths", False)) is not bool:
+        raise EdgertError("setting legacy_host_paths: expected true or false, got %r"
+                          % (settings.get("legacy_host_paths"),), code="bad-params")
+    if settings.get("wan_address_range") is not None:
+        from ..net.plan import parse_range
+        parse_range(settings["wan_address_range"])
+    lease = settings.get("dhcp_lease_s")
+    if type(lease) is not int or not 60 <= lease <= 7 * 86400:
+        raise EdgertError("setting dhcp_lease_s: %r is not a number of seconds from 60 to "
+                          "604800" % (lease,), code="bad-params")
     if settings.get("metrics_address") is not None:
         from .telemetry import parse_address
         parse_address(settings["metrics_address"])
@@ -185,6 +200,10 @@ class Daemon:
                                      log_cap=settings["log_cap_bytes"], syslog=syslog)
         self.supervisor.on_status = self.oneshot.on_status
         self.orchestra.sup = self.supervisor
+        from .network import Network
+        self.network = Network(self.loop, self.root, self.run_dir, self.settings,
+                               lambda: self.db.services, self.log)
+        self.orchestra.net = self.network
         from .api import Api
         from .server import Server
         self.api = Api(self)
@@ -279,6 +298,7 @@ class Daemon:
         self._poll_time()
         self.loop.call_later(1.0, self._scrape)
         self.loop.run()
+        self.network.close()
         self.server.close()
 
 

@@ -41,6 +41,7 @@ class Live:
         self.timer = None        # restart backoff
         self.retry_timer = None  # a rollout step waiting for its retry
         self.busy = None
+        self.starting = None     # a start waiting for its network (cancelled by clearing)
         self.watch = None
         self.fetch = None
         self.on_stopped = []
@@ -51,6 +52,7 @@ class Live:
 class Orchestra:
     def __init__(self, loop, db, supervisor, images, clock, settings, log, run_dir, root):
         self.loop = loop
+        self.net = None          # network.Network, set by the daemon
         self.db = db
         self.sup = supervisor
         self.images = images
@@ -85,6 +87,8 @@ class Orchestra:
         adopted = {}
         for iid, status in self.sup.adopt():
             adopted[iid] = status
+        # the networks of adopted containers resume (DHCP); the rest a crash left go
+        self.net.boot({iid for iid in adopted if self.sup.running(iid)})
         for iid in list(self.db.instances):
             live = self.live.setdefault(iid, Live())
             doc = self.db.instances[iid]
@@ -299,6 +303,7 @@ class Orchestra:
         source = self.images.source_for(service, version)
         live = self.live[iid]
         live.phase = live.phase if live.pid else "pulling"
+        self.net.expect(service, version)
 
         def progress(event):
             self.emit(iid, "pull-progress", event.get("message") or event.get("event", ""),
@@ -359,29 +364,52 @@ class Orchestra:
     # -- container lifecycle -------------------------------------------------------------
 
     def _start(self, iid, doc, live, version_number, done):
+        """Network first (a forked child, so the loop goes on), then the container."""
         service = self.db.services[doc["node_service"]]
         image = (doc.get("images") or {}).get(str(version_number))
         if image is None:
             done(False, "version %s was never prepared on this device" % version_number, False)
             return
         version = model.find_version(service, version_number)
-        try:
-            config, mounts = self.images.container_config(iid, doc, service, version, image)
-            live.phase = "starting"
-            pid = self.sup.start(iid, config, mounts)
-        except EdgertError as e:
+        live.phase = "starting"
+        token = live.starting = object()
+
+        def failed(message):
             live.phase = "stopped"
-            live.message = str(e)
-            self.emit(iid, "start-failed", str(e))
-            done(False, str(e), False)
-            return
-        live.pid, live.version, live.phase = pid, version_number, "running"
-        live.started_at = time.time()
-        live.restart = restart.on_start(live.restart, self.loop.time())
-        if doc.get("current_version") != version_number:
-            self._save(dict(self.db.instances[iid], current_version=version_number))
-        self.emit(iid, "started", "version %s, pid %d" % (version_number, pid))
-        done(True)
+            live.message = message
+            self.emit(iid, "start-failed", message)
+            done(False, message, False)
+
+        def network_ready(error, net):
+            if live.starting is not token:   # stopped or removed meanwhile
+                if error is None:
+                    self.net.down(iid)
+                done(False, "the start was cancelled", False)
+                return
+            live.starting = None
+            if error is not None:
+                failed(str(error))
+                return
+            try:  # the document as it is now (config maps may have changed meanwhile)
+                config, mounts = self.images.container_config(
+                    iid, self.db.instances.get(iid, doc), service, version, image, net)
+                pid = self.sup.start(iid, config, mounts,
+                                     prepare_rootfs=self.images.rootfs_hook(self.settings))
+            except EdgertError as e:
+                if net:
+                    self.net.down(iid)
+                failed(str(e))
+                return
+            live.pid, live.version, live.phase = pid, version_number, "running"
+            live.message = ""
+            live.started_at = time.time()
+            live.restart = restart.on_start(live.restart, self.loop.time())
+            current = self.db.instances.get(iid)
+            if current is not None and current.get("current_version") != version_number:
+                self._save(dict(current, current_version=version_number))
+            self.emit(iid, "started", "version %s, pid %d" % (version_number, pid))
+            done(True)
+        self.net.up(iid, service, version, network_ready)
 
     def _stop(self, iid, grace, on_stopped):
         live = self.live[iid]
@@ -389,7 +417,8 @@ class Orchestra:
             live.timer.cancel()
             live.timer = None
         if not live.pid:
-            if live.phase in ("backoff", "crash-loop"):
+            if live.phase in ("backoff", "crash-loop") or live.starting is not None:
+                live.starting = None
                 live.phase = "stopped"
             on_stopped(None)
             return
@@ -402,6 +431,7 @@ class Orchestra:
         live = self.live.setdefault(iid, Live())
         live.pid = None
         live.last_exit = info
+        self.net.down(iid)
         waiting, live.on_stopped = live.on_stopped, []
         live.phase = "stopped"
         self.emit(iid, "exited", describe_exit(info), exit=info)
@@ -535,6 +565,7 @@ class Orchestra:
             if purge_volumes:
                 self.images.purge_volumes(iid)
             self.images.drop_host_dir(iid)
+            self.net.release(iid)
             self.sup.ring(iid).remove()
             self.db.remove_instance(iid)
             for timer in (live.timer, live.retry_timer):
@@ -590,7 +621,35 @@ class Orchestra:
             "started_at": live.started_at, "last_exit": live.last_exit,
             "restarts": live.restart.get("failures", 0), "message": live.message,
             "config_maps": sorted((doc.get("config_maps") or {})),
+            "network": self.net.info(iid) if self.net is not None else {},
         }
+
+    def refresh_api_keys(self, role):
+        """After the key of ``role`` was set or removed: rewrites /host/api-keys of each
+        instance whose version names the role; the ids of those instances."""
+        touched = []
+        for iid, doc in list(self.db.instances.items()):
+            live = self.live.get(iid)
+            number = live.version if live and live.version else doc.get("current_version")
+            service = self.db.services.get(doc["node_service"])
+            if number is None or service is None or not os.path.isdir(self.images.host_dir(iid)):
+                continue
+            try:
+                version = model.find_version(service, number)
+            except NotFound:
+                continue
+            if role not in (version.get("api_key_roles") or ()):
+                continue
+            try:
+                missing = self.images.write_api_keys(iid, doc, version)
+            except (EdgertError, OSError) as e:
+                self.emit(iid, "api-key-failed", "role %s: /host/api-keys not updated: %s"
+                          % (role, e))
+                continue
+            self.emit(iid, "api-key-updated", "role %s: /host/api-keys/%s %s" % (
+                role, role, "removed (no key)" if role in missing else "written"))
+            touched.append(iid)
+        return touched
 
 
 def supervised(doc):

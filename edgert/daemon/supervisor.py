@@ -97,11 +97,13 @@ class Supervisor:
 
     # -- start ----------------------------------------------------------------------------
 
-    def start(self, instance_id, config, rootfs_mounts, annotations=None, stdio=None):
+    def start(self, instance_id, config, rootfs_mounts, annotations=None, stdio=None,
+              prepare_rootfs=None):
         """Mounts the rootfs, creates and starts the container; returns its pid 1.
 
         ``stdio``: the container's stdin, stdout and stderr (the caller keeps them open);
-        default /dev/null and the log ring."""
+        default /dev/null and the log ring. ``prepare_rootfs(rootfs)`` runs on the mounted
+        rootfs before the container is created."""
         if instance_id in self.tracked:
             raise StateError("instance %s: its container is running (pid %d): stop it first"
                              % (instance_id, self.tracked[instance_id].pid))
@@ -122,6 +124,8 @@ class Supervisor:
             os.makedirs(rootfs, 0o711, exist_ok=True)
             atomic_write(os.path.join(bundle, "config.json"), dumps(config), 0o600, sync=False)
             mount_rootfs(instance_id, rootfs_mounts, rootfs)
+            if prepare_rootfs is not None:
+                prepare_rootfs(rootfs)
             record = os.open(os.path.join(bundle, "exit"),
                              os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             fds.append(record)

@@ -201,12 +201,19 @@ class MetricsServer:
 
 
 def scrape_all(scraper, orchestra, images, now):
-    """Reads every instance's /host/prometheus.prom (labels: instance, service, version)."""
+    """Reads every instance's /host/prometheus.prom (labels: instance, service, version);
+    with the setting legacy_host_paths, the deprecated /prometheus.prom of its rootfs
+    where /host has none."""
+    legacy = orchestra.settings.get("legacy_host_paths")
     for iid, doc in list(orchestra.db.instances.items()):
         live = orchestra.live.get(iid)
         path = os.path.join(images.host_dir(iid), "prometheus.prom")
         labels = (("service", doc["node_service"]),
                   ("version", str(live.version if live and live.version else "")))
-        scraper.scrape(iid, path, now, labels)
+        fallback = None
+        if legacy:
+            fallback = (os.path.join(orchestra.sup.container_dir(iid), "rootfs"),
+                        "prometheus.prom")
+        scraper.scrape(iid, path, now, labels, fallback)
     for iid in [i for i in list(scraper._instances) if i not in orchestra.db.instances]:
         scraper.forget(iid)

@@ -308,15 +308,16 @@ def _family_text(name, kind, help_text, lines):
 
 # --- reading (edge) ------------------------------------------------------------------------------
 
-def read_capped(path, cap=CAP):
+def read_capped(path, cap=CAP, dir_fd=None):
     """The bytes of the regular file ``path``, never following a link and never more than ``cap``.
 
     The file is opened as a path first (O_PATH), so a FIFO or device the container put there is
     never opened; it is read only if fstat says regular file of at most ``cap`` bytes. A file
     that changes size while being read is refused: it was not written atomically.
-    FileNotFoundError passes through (no metrics published).
+    FileNotFoundError passes through (no metrics published). ``dir_fd``: ``path`` is a name
+    in that directory.
     """
-    handle = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    handle = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         info = os.fstat(handle)
         if stat.S_ISLNK(info.st_mode):
@@ -345,6 +346,16 @@ def read_capped(path, cap=CAP):
     finally:
         os.close(fd)
     return b"".join(chunks)
+
+
+def read_capped_at(directory, name, cap=CAP):
+    """``read_capped`` of the file ``name`` right in ``directory`` (a container's rootfs),
+    opened through a directory fd: nothing in the container's hands is followed."""
+    dfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return read_capped(name, cap, dir_fd=dfd)
+    finally:
+        os.close(dfd)
 
 
 # --- the scraper ---------------------------------------------------------------------------------
@@ -408,17 +419,24 @@ class Scraper:
         self.cap = cap
         self._instances = {}
 
-    def scrape(self, instance_id, path, now, labels=()):
+    def scrape(self, instance_id, path, now, labels=(), fallback=None):
         """Reads ``path`` for the instance; "ok", "missing", "too_large" or "invalid".
 
         ``labels``: (name, value) pairs added to every sample after ``instance`` (service,
-        version).
+        version). ``fallback``: (directory, name) of a file read instead while ``path`` does
+        not exist (the deprecated /prometheus.prom in the container's rootfs).
         """
         entry = self._instances.setdefault(instance_id, _Instance())
         entry.counts["scrapes"] += 1
         try:
-            families, count = relabeled(read_capped(path, self.cap),
-                                        (("instance", instance_id),) + tuple(labels))
+            try:
+                data = read_capped(path, self.cap)
+            except FileNotFoundError:
+                if fallback is None:
+                    raise
+                path = os.path.join(*fallback)
+                data = read_capped_at(fallback[0], fallback[1], self.cap)
+            families, count = relabeled(data, (("instance", instance_id),) + tuple(labels))
         except FileNotFoundError:
             entry.counts["missing"] += 1
             entry.families, entry.samples, entry.last_error = {}, 0, None

@@ -8,7 +8,6 @@ rewrites every container's file then, and ``write`` sets a new container's file 
 import os
 
 from ..daemon import clock
-from ..fsutil import atomic_write
 
 FILE = ".time-status"
 SYNCED = b"synced\n"
@@ -16,8 +15,14 @@ SYNCED = b"synced\n"
 
 def write(host_dir, synced):
     """Replaces ``<host_dir>/.time-status`` atomically: readers see old or new, never empty by
-    accident. The host dir is on /run (tmpfs), so no fsync."""
-    atomic_write(os.path.join(host_dir, FILE), SYNCED if synced else b"", 0o644, sync=False)
+    accident; whatever the container put at the name (a link, a directory) is replaced
+    without being followed (hostdir.py). The host dir is on /run (tmpfs), so no fsync."""
+    from . import hostdir
+    fd = hostdir.open_dir(host_dir)
+    try:
+        hostdir.replace_file(fd, FILE, SYNCED if synced else b"", 0o644)
+    finally:
+        os.close(fd)
 
 
 class TimeStatus:

@@ -209,6 +209,7 @@ ARGS = List(Str(max_len=4096), max_len=1000)
 ENV = Opt(List(Str(max_len=32768, min_len=1), max_len=1000), [])
 SELECTOR = Nullable(Str(max_len=64, min_len=1))
 CONFIG_MAP_VALUE = Str(max_len=1 << 19)
+API_KEY_ROLE = Str(max_len=128, min_len=1)
 
 METHODS = {
     "ping": Method({}, doc="checks that the daemon answers; returns {\"version\": str}"),
@@ -274,6 +275,14 @@ METHODS = {
     "status": Method({}, doc="daemon and device summary: version, uptime, time sync, instances"),
     "metrics": Method({}, doc="the Prometheus text of /metrics: every container's own "
                               "metrics (labels instance, service, version) and the runtime's"),
+    "api_key.set": Method(
+        {"role": API_KEY_ROLE, "key": Str(max_len=4096, min_len=1)},
+        doc="stores this device's Unwired Edge Cloud API key for a role and writes it to "
+            "/host/api-keys/ROLE of the instances whose version names the role"),
+    "api_key.remove": Method({"role": API_KEY_ROLE},
+                             doc="removes a role's API key from the device and its instances"),
+    "api_key.list": Method({}, doc="the roles this device has API keys for, each with a "
+                                   "short fingerprint (never the key)"),
     "settings.get": Method({}, doc="the daemon settings"),
     "settings.set": Method({"settings": Map()}, doc="changes daemon settings"),
 }

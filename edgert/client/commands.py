@@ -154,6 +154,17 @@ class Cli:
             self.write("%-16s %s\n" % ("rollout:", _clip(info["rollout"].get("text", ""), 63)))
         if info.get("config_maps"):
             self.write("%-16s %s\n" % ("config maps:", ", ".join(info["config_maps"])))
+        network = info.get("network") or {}
+        if network.get("subnet"):
+            self.write("%-16s %s\n" % ("subnet:", network["subnet"]))
+        for name, address in sorted((network.get("interfaces") or {}).items()):
+            self.write("%-16s %s\n" % ("%s:" % name, address))
+        leases = (network.get("dhcp_leases") or {}).get("leases")
+        if leases is not None:
+            bound = [lease for lease in leases if lease.get("state") == "bound"]
+            self.write("%-16s %d bound%s\n" % ("dhcp leases:", len(bound), "".join(
+                " %s" % lease["address"] for lease in bound[:4]) + (" ..." if len(bound) > 4
+                                                                    else "")))
         return 0
 
     def cmd_logs(self, args):

@@ -53,3 +53,22 @@ def test_cli_never_imports_the_daemon_or_the_runtime():
     out = subprocess.run(["/usr/bin/python3", "-I", "-c", code], capture_output=True,
                          text=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out
+
+
+def test_inspect_shows_the_network(tmp_path):
+    out = io.StringIO()
+    cli = commands.Cli(str(tmp_path / "none.sock"), out, io.StringIO())
+    cli.call = lambda method, params=None, fds=(): {
+        "id": "gw1", "node_service": "gw", "state": "running", "config_maps": [],
+        "network": {"subnet": "10.190.3.0/24", "netns": "/run/edgert/netns/gw1",
+                    "interfaces": {"wan0": "10.77.0.128/24", "lan0": "10.190.3.1/16"},
+                    "dhcp_leases": {"leases": [
+                        {"address": "10.190.3.%d" % i, "state": "bound"} for i in range(2, 8)]
+                        + [{"address": "10.190.3.9", "state": "released"}]}}}
+    assert cli.cmd_inspect(["gw1"]) == 0
+    lines = out.getvalue().splitlines()
+    assert "subnet:          10.190.3.0/24" in lines
+    assert lines.index("lan0:            10.190.3.1/16") < lines.index(
+        "wan0:            10.77.0.128/24")
+    assert "dhcp leases:     6 bound 10.190.3.2 10.190.3.3 10.190.3.4 10.190.3.5 ..." in lines
+    assert all(len(line) <= 79 for line in lines)

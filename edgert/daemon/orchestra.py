@@ -26,6 +26,10 @@ from ..errors import EdgertError, NotFound, StateError
 from . import model, restart, rollout, window
 
 EVENT_HISTORY = 1000
+# error codes of a start that failed for want of something on the host (retried, not blamed
+# on the version): a missing bridge or interface, a missing device node, no free subnet or
+# WAN address
+HOST_LACKS = frozenset(("no-interface", "no-device", "no-address", "subnets-exhausted"))
 TICK_S = 15.0
 
 
@@ -374,11 +378,12 @@ class Orchestra:
         live.phase = "starting"
         token = live.starting = object()
 
-        def failed(message):
+        def failed(error):
             live.phase = "stopped"
-            live.message = message
+            live.message = message = str(error)
             self.emit(iid, "start-failed", message)
-            done(False, message, False)
+            # a host that lacks a bridge, a device or free addresses does not fail the version
+            done(False, message, getattr(error, "code", None) in HOST_LACKS)
 
         def network_ready(error, net):
             if live.starting is not token:   # stopped or removed meanwhile
@@ -388,7 +393,7 @@ class Orchestra:
                 return
             live.starting = None
             if error is not None:
-                failed(str(error))
+                failed(error)
                 return
             try:  # the document as it is now (config maps may have changed meanwhile)
                 config, mounts = self.images.container_config(
@@ -398,7 +403,7 @@ class Orchestra:
             except EdgertError as e:
                 if net:
                     self.net.down(iid)
-                failed(str(e))
+                failed(e)
                 return
             live.pid, live.version, live.phase = pid, version_number, "running"
             live.message = ""
@@ -498,7 +503,10 @@ class Orchestra:
         live.restart = {}
         if live.phase in ("crash-loop", "backoff"):
             live.phase = "stopped"
-        if doc.get("desired") != "running":
+        rec = doc.get("rollout")
+        if rec and not rollout.finished(rec):  # the operator fixed the cause, say
+            doc = with_rollout(doc, rollout.retry_now(rec, self.loop.time()))
+        if doc.get("desired") != "running" or doc is not self.db.instances[iid]:
             self._save(dict(doc, desired="running"))
         self.reconcile(iid)
 

@@ -35,6 +35,11 @@ Results are ``("ok",)`` or ``("error", reason, retryable)``:
   retryable (out of space, which pruning may cure) is treated the same way.
 - fetch non-retryable (manifest 404, no variant for this arch, auth refused), prepare errors:
   mark_failed, then (stop-then-download) start_old and watch_old; outcome "failed".
+- start_new error flagged retryable (the host lacks what the version's network or devices
+  need: a bridge, an interface, a device node, a free subnet or address): the version is
+  not to blame, so it is treated like a retryable fetch: the old version is started again
+  and the whole plan retried at ``retry_at``; with no old version start_new waits and runs
+  again.
 - start_new error, unhealthy watch: mark_failed, stop_new, start_old, watch_old; outcome
   "rolled-back". With no old version: mark_failed, stop_new; outcome "failed", instance
   stopped. mark_failed comes first, so the failure is on disk before anything else starts:
@@ -202,6 +207,9 @@ def _on_error(r, reason, retryable, now):
     step = r["step"]
     if step in ("fetch", "prepare") and retryable:
         return _postpone(r, now)
+    if step == "start_new" and retryable:  # the host lacks something, not the version
+        r["expect"], r["leftover"] = None, True
+        return _postpone(r, now)
     if step in ("fetch", "prepare", "start_new", "watch"):
         if step == "start_new":
             r["expect"], r["leftover"] = None, True
@@ -268,6 +276,20 @@ def backoff(policy, failures):
     """Seconds before retry number ``failures`` (1-based): initial * factor**(n-1), capped."""
     initial, factor, cap = policy
     return min(cap, initial * factor ** min(failures - 1, 64))
+
+
+def retry_now(record, now):
+    """An operator's start: a step waiting for its retry (a failed pull, a host that lacked
+    a bridge) runs now instead; any other record is returned as it is."""
+    if finished(record) or (record["retry_at"] is None and record["hold"] is None):
+        return record
+    r = _copy(record, now)
+    if r["retry_at"] is not None:
+        r["retry_at"] = now
+    if r["hold"] is not None:
+        r["hold"] = [r["hold"][0], now, r["hold"][2]]
+    _log(r, now, r["step"], "retry now")
+    return r
 
 
 def abandon(record, now, reason):

@@ -55,14 +55,16 @@ class Daemon:
         self.env = dict(os.environ, EDGERT_CGROUP_PARENT="edgert-test-%d" % os.getpid(),
                         EDGERT_INIT=os.path.join(REPO, "init", "edgert-init"))
         self.daemon_env = {}  # extra environment of edgertd alone (not of the CLI)
+        self.prefix = []  # argv before edgertd's: nsenter --net=NS plays a router
         with open(self.config, "w") as f:
             json.dump({"metrics_address": "127.0.0.1:0"}, f)
 
     def start(self, timeout=10):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [self.daemon_bin, "--root", self.root, "--run-dir", self.run_dir, "--socket",
-             self.socket, "--config", self.config], stdin=subprocess.DEVNULL, stdout=log,
+            self.prefix + [self.daemon_bin, "--root", self.root, "--run-dir", self.run_dir,
+                           "--socket", self.socket, "--config", self.config],
+            stdin=subprocess.DEVNULL, stdout=log,
             stderr=log, env=dict(self.env, **self.daemon_env))
         log.close()
         deadline = time.monotonic() + timeout

@@ -582,3 +582,26 @@ def test_random_results_and_crashes_keep_one_version_meant(from_version, strateg
     assert world.running == record["good_version"], R.describe(record)
     if record["outcome"] == "committed":
         assert not failed_marked and record["good_version"] == 4
+
+
+def test_a_host_that_lacks_something_does_not_fail_the_version():
+    """start_new failed for want of a bridge (retryable): no version is marked failed; the
+    old version comes back and the whole plan runs again later; an operator's start retries
+    at once."""
+    r = at_step(R.begin(3, 4, "download-then-stop", 0, 1), "start_new", 10)
+    r = R.advance(r, err("host bridge br0 does not exist", True), 10)
+    assert r["failed_version"] is None and r["goal"] == "committed"
+    assert R.action(r) == ("start", 3, True) and r["hold"][0] == "stop_old"
+    r, actions, _ = run(r, [OK], 10)
+    assert actions[0][:2] == ("start", 3)
+    assert r["step"] == "fetch"  # the whole plan again, its stop_old held until retry_at
+    first = at_step(R.begin(None, 1, "download-then-stop", 0, 1), "start_new", 10)
+    first = R.advance(first, err("no free subnet", True), 10)
+    assert first["step"] == "start_new" and first["retry_at"] == 40
+    assert "last error: start_new: no free subnet" in R.describe(first, 10)
+    now = R.retry_now(first, 12)
+    assert now["retry_at"] == 12 and first["retry_at"] == 40
+    assert R.action(now) == ("start", 1, True)
+    done = R.advance(now, OK, 12)
+    assert done["step"] == "watch"
+    assert R.retry_now(done, 13) is done

@@ -436,17 +436,16 @@ class Orchestra:
         live = self.live.setdefault(iid, Live())
         live.pid = None
         live.last_exit = info
-        self.net.down(iid)
         waiting, live.on_stopped = live.on_stopped, []
         live.phase = "stopped"
         self.emit(iid, "exited", describe_exit(info), exit=info)
         doc = self.db.instances.get(iid)
         if live.watch is not None:
             live.watch.container_exited(info)
-        if waiting:
-            for callback in waiting:
-                callback(info)
+        if waiting:  # a stop (or removal) is done when the network is down too
+            self.net.down(iid, lambda: [callback(info) for callback in waiting])
             return
+        self.net.down(iid)
         if doc is None or live.busy or live.watch is not None or supervised(doc) is None:
             return
         if info.get("kind") == "stopped-by-container":

@@ -407,6 +407,8 @@ def test_second_instance_gets_the_next_subnet_and_stop_removes_its_links(world, 
 
     d.cli("stop", "s2")
     assert d.inspect("s2")["state"] == "stopped"
+    # stop answers once the network is down too
+    assert not host_links_of("s2") & world.links() and not os.path.exists(pin_of(d, "s2"))
     torn_down(d, world, "s2")
     assert host_links_of("s1") <= world.links()  # the other instance keeps its network
     assert host_nat_tables(world), "the host masquerade went while s1 still uses it"

@@ -135,9 +135,14 @@ class Network:
         if network_config.get("wan_configure_network") == "allocated":
             settings = self.settings()
             taken = [a for other, a in self.allocations.wan_addresses().items() if other != iid]
+            bridge = (network_config.get("wan_interface") or {}).get("host")
             wan = {"range": settings.get("wan_address_range"), "taken": taken,
                    "prefer": self.allocations.wan_address_of(iid),
-                   "masquerade": bool(settings.get("wan_masquerade"))}
+                   "masquerade": bool(settings.get("wan_masquerade")),
+                   # another live instance on the bridge made the host's table already
+                   "host_nat_present": any(
+                       (e["plan"].get("wan") or {}).get("host") == bridge
+                       and e["plan"]["wan"].get("masquerade") for e in self.active.values())}
         return planner.make(iid, self.netns_path(iid), network_config, net_devices, subnet,
                             service["name"], wan)
 

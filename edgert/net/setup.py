@@ -176,7 +176,8 @@ def _allocated_wan(netns, wan):
     if wan.get("masquerade"):
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write("1")
-        _nft_host(planner.host_nat_ruleset(bridge, subnet))
+        if not wan.get("host_nat_present"):
+            _nft_host(planner.host_nat_ruleset(bridge, subnet))
     return {"address": address, "gateway": found[0][0], "subnet": subnet}
 
 

@@ -103,6 +103,7 @@ class Orchestra:
                 live.version = self.sup.version_of(iid)
                 live.started_at = time.time()
                 live.restart = restart.on_start(live.restart, self.loop.time())
+                self._refresh_host_files(iid, doc, live.version)
             if doc.get("rollout") and not rollout.finished(doc["rollout"]):
                 observed = {"running_version": live.version if pid else None,
                             "container_exists": bool(pid)}
@@ -119,6 +120,21 @@ class Orchestra:
         for iid in list(self.db.instances):
             self.reconcile(iid)
         self._tick()
+
+    def _refresh_host_files(self, iid, doc, version_number):
+        """An adopted container's /host as of now: what changed while no daemon ran (a key
+        set just before a crash, the clock's sync) reaches it."""
+        service = self.db.services.get(doc["node_service"])
+        try:
+            version = model.find_version(service, version_number) if service else None
+        except NotFound:
+            version = None
+        if version is None:
+            return
+        try:
+            self.images.write_host_files(iid, doc, service, version, synced=self.clock())
+        except (EdgertError, OSError) as e:
+            self.log("instance %s: refreshing /host: %s" % (iid, e))
 
     def _tick(self):
         for iid in list(self.db.instances):

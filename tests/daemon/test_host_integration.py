@@ -396,3 +396,25 @@ def test_legacy_host_paths_off(daemon, images, odd_image):
     daemon.wait_for(lambda: counter(daemon, "edgert_metrics_missing_total", "n1") >= missing + 2,
                     "two scrapes of n1 that found nothing")
     assert not app_samples(daemon)
+
+
+def test_a_restarted_daemon_refreshes_host_of_adopted_containers(daemon, images):
+    """A key stored just before a crash (the store written, the containers not yet): the
+    next daemon writes /host of the containers it adopts, without restarting them."""
+    start(daemon)
+    set_key(daemon, "reader", KEY1)
+    daemon.import_service(service_input("keys", images["good"], api_key_roles=["reader"]))
+    daemon.cli("instance", "add", "keys", "--id", "k1")
+    daemon.wait_for(lambda: running(daemon, "k1"), "running")
+    pid = daemon.inspect("k1")["pid"]
+    daemon.kill()
+    store = os.path.join(daemon.root, "daemon", "api-keys.json")
+    with open(store) as f:
+        text = f.read()
+    assert KEY1 in text
+    text = text.replace(KEY1, KEY2)
+    with open(store, "w") as f:
+        f.write(text)
+    daemon.start()
+    assert daemon.inspect("k1")["pid"] == pid
+    assert keys_in(daemon, "k1") == {"reader": KEY2 + "\n"}

@@ -500,6 +500,13 @@ class Orchestra:
             live.phase = "stopped"
             self.reconcile(iid)
         live.timer = self.loop.call_later(max(delay, 0.0), fire)
+        doc = self.db.instances.get(iid)
+        service = doc and self.db.services.get(doc["node_service"])
+        if service is not None and live.version is not None and delay > 0.3:
+            try:  # the network worker loads pyroute2 during the backoff
+                self.net.expect(service, model.find_version(service, live.version))
+            except NotFound:
+                pass
 
     # -- operations (the API handlers call these) ---------------------------------------
 

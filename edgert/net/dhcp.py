@@ -136,9 +136,9 @@ def parse(data):
     _parse_options(data[OPTIONS_AT:], options, "options")
     overload = options.pop(OPT_OVERLOAD, None)
     if overload is not None:
-        if overload[0] not in (1, 2, 3):
-            raise DhcpError("DHCP option 52 (overload) has value %d (expected 1, 2 or 3)"
-                            % overload[0])
+        if len(overload) != 1 or overload[0] not in (1, 2, 3):
+            raise DhcpError("DHCP option 52 (overload) has value %s (expected one byte: 1, 2 "
+                            "or 3)" % (overload.hex() or "none"))
         # RFC 2131 section 4.1: the file field is read before sname
         if overload[0] & 1:
             _parse_options(file, options, "the file field")

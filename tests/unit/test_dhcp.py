@@ -82,7 +82,9 @@ def raw(options, cookie=dhcp.MAGIC_COOKIE, hlen=6, op=1, sname=b"", file=b""):
     (raw(b"\x35\x00\xff"), "option 53 has 0 bytes"),
     (raw(b"\x32\x03\x0a\x00\x00\xff"), "option 50 has 3 bytes"),
     (raw(b"\x03\x06" + b"\x0a" * 6 + b"\xff"), "a multiple of 4"),
-    (raw(b"\x34\x01\x07\xff"), "52 .overload. has value 7"),
+    (raw(b"\x34\x01\x07\xff"), "52 .overload. has value 07"),
+    (raw(b"\x34\x00"), "52 .overload. has value none"),   # found by the fuzz test
+    (raw(b"\x34\x02\x01\x01\xff"), "52 .overload. has value 0101"),
     (raw(b"\x34\x01\x01\xff", file=b"\x34\x01\x02\xff".ljust(128, b"\0")),
      "inside an overloaded field"),
     (raw(b"\x34\x01\x01\xff", file=b"\x0c\xf0abc".ljust(128, b"\0")), "in the file field"),

@@ -181,13 +181,31 @@ class Network:
                                         self._lease_path(iid))
         if wan and wan["mode"] == "dhcp":
             from ..net.dhclient import DhcpClient
+            def leased(lease):
+                self.log("instance %s: WAN lease %s/%d via %s" % (
+                    iid, lease["address"], lease["prefix"], lease["router"]))
+                self._keep_lease(iid, entry, lease)
+
+            def expired():
+                self.log("instance %s: WAN lease expired" % iid)
+                self._keep_lease(iid, entry, None)
             entry["dhclient"] = DhcpClient(
-                self.loop, plan["netns"], wan["ifname"],
-                lambda lease: self.log("instance %s: WAN lease %s/%d via %s" % (
-                    iid, lease["address"], lease["prefix"], lease["router"])),
-                lambda: self.log("instance %s: WAN lease expired" % iid),
+                self.loop, plan["netns"], wan["ifname"], leased, expired,
                 resolv_conf_path=self._resolv_path(iid), hostname=iid,
-                write_resolv=write_in_place, worker=self.worker)
+                write_resolv=write_in_place, worker=self.worker,
+                previous=entry.get("wan_lease"))
+
+    def _keep_lease(self, iid, entry, lease):
+        """The WAN lease in the record: a restarted daemon verifies it instead of asking
+        for a new one."""
+        if self.active.get(iid) is not entry or entry.get("wan_lease") == lease:
+            return
+        entry["wan_lease"] = lease
+        try:
+            self._save_record(iid, {"plan": entry["plan"], "result": entry["result"],
+                                    "wan_lease": lease})
+        except OSError as e:
+            self.log("instance %s: saving the WAN lease: %s" % (iid, e))
 
     # -- teardown -------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ class DhcpClient:
     (bound or renewed), ``on_expire()`` after an expired or refused lease is removed."""
 
     def __init__(self, loop, netns_path, ifname, on_lease, on_expire, resolv_conf_path=None,
-                 hostname=None, write_resolv=None, worker=None):
+                 hostname=None, write_resolv=None, worker=None, previous=None):
         self.loop = loop
         self.netns_path = netns_path
         self.ifname = ifname
@@ -57,8 +57,11 @@ class DhcpClient:
             self.sock.close()
             raise
         self.logic = Client(chaddr, hostname, jitter=_jitter, new_xid=_new_xid)
+        # ``previous``: the lease the interface still holds (a restarted daemon), verified
+        # by the server before anything changes (INIT-REBOOT)
+        self.applied = previous
         loop.add_reader(self.sock.fileno(), self._on_readable)
-        self._act(self.logic.start(loop.time()))
+        self._act(self.logic.start(loop.time(), previous))
 
     def close(self, remove_address=True):
         """Stops the client; the address stays unless ``remove_address``."""

@@ -476,8 +476,8 @@ class Server:
 
 # -- the client --------------------------------------------------------------------------------
 
-INIT, SELECTING, REQUESTING, BOUND, RENEWING, REBINDING = (
-    "init", "selecting", "requesting", "bound", "renewing", "rebinding")
+INIT, SELECTING, REQUESTING, BOUND, RENEWING, REBINDING, REBOOTING = (
+    "init", "selecting", "requesting", "bound", "renewing", "rebinding", "rebooting")
 FIRST_RETRY_S = 4
 MAX_RETRY_S = 64
 REQUEST_TRIES = 4           # REQUESTs sent after an OFFER before discovering again
@@ -493,6 +493,9 @@ class Client:
     Every call returns a list of actions: ("send", bytes, "broadcast" or server address),
     ("bound", lease), ("renewed", lease), ("expired",) and last ("wait_until", t): call
     tick() then. A lease is {address, prefix, router, dns, lease_s, server, t1_s, t2_s}.
+    ``start(now, previous)`` with the lease the interface still holds (a restarted daemon)
+    verifies it first (INIT-REBOOT, section 3.2): kept on an ACK ("renewed" when nothing
+    changed), "expired" on a NAK, and DISCOVER after REQUEST_TRIES unanswered requests.
     """
 
     def __init__(self, chaddr, hostname=None, jitter=None, new_xid=None):
@@ -515,16 +518,25 @@ class Client:
 
     # entry points
 
-    def start(self, now):
-        return self._discover(now, [])
+    def start(self, now, previous=None):
+        if previous is None:
+            return self._discover(now, [])
+        self.state, self.lease, self.bound_at = REBOOTING, dict(previous), now
+        self.offer = (previous["address"], None)
+        self.xid, self.tries = self.new_xid(), 0
+        actions = []
+        self._send_request(now, actions)
+        return self._wait(actions)
 
     def tick(self, now):
         actions = []
         if self.deadline is not None and now >= self.deadline:
             if self.state == SELECTING:
                 self._send_discover(now, actions)
-            elif self.state == REQUESTING:
+            elif self.state in (REQUESTING, REBOOTING):
                 if self.tries >= REQUEST_TRIES:
+                    if self.state == REBOOTING:  # nobody confirms it: start over
+                        actions.append(("expired",))
                     return self._discover(now, actions)
                 self._send_request(now, actions)
             elif self.state in (BOUND, RENEWING, REBINDING):
@@ -546,20 +558,21 @@ class Client:
             self.offer = (packet.yiaddr, packet.address_option(OPT_SERVER_ID))
             self.state, self.tries = REQUESTING, 0
             self._send_request(now, actions)
-        elif kind == ACK and self.state in (REQUESTING, RENEWING, REBINDING) and \
+        elif kind == ACK and self.state in (REQUESTING, RENEWING, REBINDING, REBOOTING) and \
                 packet.yiaddr != "0.0.0.0":
             lease = self._lease_from(packet)
             if lease is not None:
                 same = self.lease is not None and self.lease["address"] == lease["address"] \
                     and self.lease["prefix"] == lease["prefix"]
-                renewal = self.state in (RENEWING, REBINDING) and same
+                renewal = self.state in (RENEWING, REBINDING, REBOOTING) and same
                 self.lease, self.bound_at, self.state = lease, now, BOUND
                 self.deadline = now + lease["t1_s"]
                 actions.append(("renewed", lease) if renewal else ("bound", lease))
-        elif kind == NAK and self.state in (REQUESTING, RENEWING, REBINDING):
+        elif kind == NAK and self.state in (REQUESTING, RENEWING, REBINDING, REBOOTING):
             server = packet.address_option(OPT_SERVER_ID)
             expected = self.offer[1] if self.state == REQUESTING else self.lease["server"]
-            if self.state != REBINDING and server is not None and server != expected:
+            if self.state not in (REBINDING, REBOOTING) and server is not None and \
+                    server != expected:
                 return self._wait([])   # another server's NAK about another exchange
             if self.lease is not None:
                 actions.append(("expired",))

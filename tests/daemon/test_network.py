@@ -645,6 +645,19 @@ def test_wan_dhcp_from_the_router_and_lan_allocated(world, netdaemon, images, tm
     world.serve(world.wh, WAN_HOST)
     assert world.connect(client, WAN_HOST) == address, d.log()
 
+    # a restarted daemon verifies the lease the container holds (INIT-REBOOT): a REQUEST,
+    # no DISCOVER, the same address all along
+    log = tmp_path / "dnsmasq.log"
+    d.wait_for(lambda: "DHCPACK" in log.read_text(), "dnsmasq's log")
+    seen = len(log.read_text())
+    d.kill(signal.SIGTERM)
+    d.start()
+    d.wait_for(lambda: d.log().count("WAN lease %s/24" % address) >= 2, "the lease verified")
+    after = log.read_text()[seen:]
+    assert "DHCPREQUEST" in after and "DHCPDISCOVER" not in after, after
+    assert addresses(pin)["wan0"] == ["%s/24" % address]
+    assert world.connect(client, WAN_HOST) == address, d.log()
+
 
 def test_macvlan_lan_serves_dhcp(world, netdaemon, images, tmp_path):
     """LAN mode macvlan: the container's lan0 is a macvlan on a plain router interface (a

@@ -584,3 +584,48 @@ def test_client_address_change_is_a_new_binding():
     ack = build(Packet(dhcp.BOOTREPLY, rebind.xid, MAC, options, yiaddr="10.0.0.19"))
     actions = client.receive(ack, 88.0)
     assert actions[0][0] == "bound" and actions[0][1]["address"] == "10.0.0.19"
+
+
+# -- INIT-REBOOT: a restarted daemon verifies the lease the interface still holds --------------
+
+def test_client_reboot_keeps_a_confirmed_lease():
+    srv = server(lease_s=100)
+    first = Client(MAC)
+    bind(first, srv, 0.0)
+    lease = first.lease
+    again = Client(MAC)
+    actions = again.start(10.0, previous=lease)
+    [(req, destination)] = sends(actions)
+    assert req.message_type == REQUEST and destination == BROADCAST
+    assert req.address_option(dhcp.OPT_REQUESTED_IP) == lease["address"]
+    assert dhcp.OPT_SERVER_ID not in req.options and req.ciaddr == "0.0.0.0"
+    [(ack, _)] = srv.handle(build(req), 10.0)
+    actions = again.receive(ack, 10.5)
+    assert actions[0] == ("renewed", lease) and again.state == dhcp.BOUND
+    assert wait_of(actions) == 10.5 + lease["t1_s"]
+
+
+def test_client_reboot_nakked_starts_over():
+    srv = server(pool=("10.0.0.10", "10.0.0.20"))
+    stale = {"address": "10.9.9.9", "prefix": 24, "router": "10.9.9.1", "dns": [],
+             "lease_s": 100, "server": "10.9.9.1", "t1_s": 50, "t2_s": 87}
+    client = Client(MAC)
+    [(req, _)] = sends(client.start(0.0, previous=stale))
+    [(nak, _)] = srv.handle(build(req), 0.0)
+    assert parse(nak).message_type == dhcp.NAK
+    actions = client.receive(nak, 0.1)
+    assert actions[0] == ("expired",)
+    assert sends(actions)[0][0].message_type == DISCOVER and client.state == dhcp.SELECTING
+
+
+def test_client_reboot_unanswered_starts_over():
+    lease = {"address": "10.0.0.12", "prefix": 24, "router": SERVER_IP, "dns": [],
+             "lease_s": 100, "server": SERVER_IP, "t1_s": 50, "t2_s": 87}
+    client = Client(MAC)
+    actions = client.start(0.0, previous=lease)
+    for _ in range(dhcp.REQUEST_TRIES - 1):
+        actions = client.tick(wait_of(actions))
+        assert sends(actions)[0][0].message_type == REQUEST
+    actions = client.tick(wait_of(actions))
+    assert actions[0] == ("expired",)
+    assert sends(actions)[0][0].message_type == DISCOVER

@@ -1,8 +1,21 @@
 """pytest plugin that cross/test loads under qemu-user: skips, with the reason, the tests that
 qemu-user itself cannot run. They run natively on amd64; the reasons are about the emulator,
-not the target, so the full-system tier is where they run for the other arches."""
+not the target, so the full-system tier is where they run for the other arches.
+
+Property tests run at most 20 examples here (hypothesis's default is 100; some ask for 400):
+emulated Python is about 10 times slower, and the native run explores the input space; under
+qemu they check that the architecture changes nothing. (A test's own settings are found where
+hypothesis keeps them; if a hypothesis release moves them, only the default shrinks.)"""
 
 import pytest
+
+try:
+    import hypothesis
+except ImportError:
+    hypothesis = None
+else:
+    hypothesis.settings.register_profile("qemu-user", max_examples=20, deadline=None)
+    hypothesis.settings.load_profile("qemu-user")
 
 # node id prefix -> why it cannot work under qemu-user (measured with qemu 7.2)
 UNDER_QEMU_USER = {
@@ -23,8 +36,19 @@ UNDER_QEMU_USER = {
 }
 
 
+QEMU_EXAMPLES = 20
+
+
+def _fewer_examples(function):
+    held = getattr(function, "_hypothesis_internal_use_settings", None)
+    if hypothesis is not None and held is not None and held.max_examples > QEMU_EXAMPLES:
+        function._hypothesis_internal_use_settings = hypothesis.settings(
+            held, max_examples=QEMU_EXAMPLES)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        _fewer_examples(getattr(item, "obj", None))
         for prefix, reason in UNDER_QEMU_USER.items():
             if item.nodeid.startswith(prefix):
                 item.add_marker(pytest.mark.skip(reason="qemu-user: " + reason))

@@ -374,3 +374,41 @@ def adjtimex_read():
     status = ffi.new("int *")
     state = _check(lib.ert_adjtimex_read(status), "adjtimex (read)")
     return state, status[0], state != lib.TIME_ERROR and not status[0] & lib.STA_UNSYNC
+
+
+# -- nftables ----------------------------------------------------------------
+
+_NFT_ERROR_MAX = 2048
+
+
+def nft_load():
+    """Whether libnftables (0.9.1 or later) is on the device; opens it on the first call.
+    Opening it before forking spares each child the dynamic linking."""
+    return lib.ert_nft_load() == 0
+
+
+def nft_open():
+    """A libnftables context for this thread's network namespace as it is now; None when
+    the device has no usable libnftables."""
+    if not nft_load():
+        return None
+    ctx = lib.ert_nft_new()
+    if ctx == ffi.NULL:
+        raise _error(errno.ENOMEM, "nft_ctx_new")
+    return ctx
+
+
+def nft_run(ctx, script):
+    """Runs an nft script as one transaction; OSError(EINVAL, "nft: <nft's message>")."""
+    message = ffi.new("char[]", _NFT_ERROR_MAX)
+    if lib.ert_nft_run(ctx, script.encode(), message, _NFT_ERROR_MAX) < 0:
+        text = ffi.string(message).decode(errors="replace")
+        # "Error: ...", the offending line, a line of carets under it: one line of log
+        lines = [line.strip() for line in text.splitlines()
+                 if line.strip() and set(line.strip()) - set("^~ ")]
+        raise OSError(errno.EINVAL, "nft: %s" % (" | ".join(lines) or "the ruleset was refused"))
+
+
+def nft_close(ctx):
+    """Frees the context; its socket's close waits for an RCU grace period (~15 ms)."""
+    lib.ert_nft_free(ctx)

@@ -77,6 +77,10 @@ long ert_mount_setattr(int dirfd, const char *path, unsigned int flags,
                        uint64_t attr_set, uint64_t attr_clr,
                        uint64_t propagation, uint64_t userns_fd);
 long ert_adjtimex_read(int *status);
+long ert_nft_load(void);
+void *ert_nft_new(void);
+long ert_nft_run(void *ctx, const char *script, char *err, size_t errlen);
+void ert_nft_free(void *ctx);
 """
 
 

@@ -1,5 +1,5 @@
 /* edgert native shim: thin wrappers for the Linux syscalls that Python's
- * standard library lacks.
+ * standard library lacks, and for libnftables where the device has it.
  *
  * Every function returns a non-negative result or -errno, so the Python side
  * never depends on errno surviving between two calls.
@@ -13,6 +13,7 @@
  * through the variadic syscall() is correct on 32-bit ARM as well.
  */
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdint.h>
@@ -370,4 +371,86 @@ long ert_adjtimex_read(int *status)
         return -errno;
     *status = tx.status;
     return state;
+}
+
+/* libnftables, opened on first use rather than linked: the shim loads on
+ * firmwares without nftables, and a ruleset costs no exec of nft (whose start
+ * and dynamic linking take longer than the ruleset itself). Only releases from
+ * 0.9.1 on, where nft_run_cmd_from_buffer lost its length argument; that
+ * release added nft_ctx_output_get_flags, which marks them. */
+static struct {
+    int state;                          /* 0 untried, 1 loaded, -ENOENT */
+    void *(*ctx_new)(uint32_t flags);
+    void (*ctx_free)(void *ctx);
+    int (*buffer_output)(void *ctx);
+    int (*buffer_error)(void *ctx);
+    const char *(*error_buffer)(void *ctx);
+    int (*run)(void *ctx, const char *script);
+} ert_nft;
+
+long ert_nft_load(void)
+{
+    void *handle;
+
+    if (ert_nft.state)
+        return ert_nft.state < 0 ? ert_nft.state : 0;
+    ert_nft.state = -ENOENT;
+    handle = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!handle)
+        return ert_nft.state;
+    ert_nft.ctx_new = (void *(*)(uint32_t))dlsym(handle, "nft_ctx_new");
+    ert_nft.ctx_free = (void (*)(void *))dlsym(handle, "nft_ctx_free");
+    ert_nft.buffer_output = (int (*)(void *))dlsym(handle, "nft_ctx_buffer_output");
+    ert_nft.buffer_error = (int (*)(void *))dlsym(handle, "nft_ctx_buffer_error");
+    ert_nft.error_buffer = (const char *(*)(void *))dlsym(handle,
+                                                         "nft_ctx_get_error_buffer");
+    ert_nft.run = (int (*)(void *, const char *))dlsym(handle, "nft_run_cmd_from_buffer");
+    if (!dlsym(handle, "nft_ctx_output_get_flags") || !ert_nft.ctx_new ||
+        !ert_nft.ctx_free || !ert_nft.buffer_output || !ert_nft.buffer_error ||
+        !ert_nft.error_buffer || !ert_nft.run) {
+        dlclose(handle);
+        return ert_nft.state;
+    }
+    ert_nft.state = 1;
+    return 0;
+}
+
+/* A context that keeps its output and errors to itself (the error text goes
+ * to ert_nft_run's caller, never to stdout); its netlink socket belongs to the
+ * calling thread's network namespace. */
+void *ert_nft_new(void)
+{
+    void *ctx;
+
+    if (ert_nft_load() < 0)
+        return NULL;
+    ctx = ert_nft.ctx_new(0);
+    if (ctx && (ert_nft.buffer_output(ctx) != 0 || ert_nft.buffer_error(ctx) != 0)) {
+        ert_nft.ctx_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
+/* Runs a script as one transaction; on failure -EINVAL and nft's message in
+ * err (truncated to errlen - 1 bytes). */
+long ert_nft_run(void *ctx, const char *script, char *err, size_t errlen)
+{
+    const char *message;
+    int rc = ert_nft.run(ctx, script);
+
+    message = ert_nft.error_buffer(ctx);
+    if (errlen) {
+        strncpy(err, message ? message : "", errlen - 1);
+        err[errlen - 1] = '\0';
+    }
+    return rc ? -EINVAL : 0;
+}
+
+/* Closing the context closes its netlink socket, which waits for an RCU grace
+ * period: a caller in a hurry answers first and closes after. */
+void ert_nft_free(void *ctx)
+{
+    if (ctx)
+        ert_nft.ctx_free(ctx);
 }

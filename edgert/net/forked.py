@@ -10,6 +10,7 @@ A child keeps none of the daemon's fds (the control socket, its lock, the pidfds
 """
 
 import os
+import sys
 
 from .. import jsonfast
 from ..errors import EdgertError
@@ -44,6 +45,13 @@ def _run(func, args):
                 "code": getattr(e, "code", None) or "net-failed"}
 
 
+def _reap_helpers(block):
+    """The NAT helpers that answered before they ended (edgert.net.nat)."""
+    nat = sys.modules.get("edgert.net.nat")
+    if nat is not None:
+        nat.reap(block)
+
+
 def _send_line(fd, doc):
     data = (jsonfast.dumps(doc) + "\n").encode()
     while data:
@@ -56,6 +64,7 @@ def _child(write_fd, func, args):
         _become_child(write_fd)
         doc = _run(func, args)
         _send_line(write_fd, doc)
+        _reap_helpers(True)
     finally:
         os._exit(0 if "ok" in doc else 1)
 
@@ -167,6 +176,8 @@ def _worker_main(fd):
                                     "code": "net-failed"})
                     continue
                 _send_line(fd, _run(func, job["args"]))
+                _reap_helpers(False)
+        _reap_helpers(True)
     finally:
         os._exit(0)
 

@@ -2,11 +2,13 @@
 network namespace: forwarding on, and a MASQUERADE rule (the router case of the product
 documentation: devices on the container's LAN reach the internet through its WAN).
 
-nftables when the firmware has `nft`, else iptables. The rules live in the container's
-namespace, so they vanish with it: nothing to tear down on the host, also after a crash.
-The ruleset text is built by a pure function; applying it forks a child that enters the
-namespace and execs the tool (the daemon never waits on a shell, and nothing from the
-container's namespace reaches the host's rules).
+nftables when the firmware has it (through libnftables when present, else the `nft`
+tool), else iptables. The rules live in the container's namespace, so they vanish with it:
+nothing to tear down on the host, also after a crash. The ruleset text is built by a pure
+function; applying it forks a child that enters the namespace, so the caller's own namespace
+never changes and nothing from the container's namespace reaches the host's rules. With
+libnftables the child answers before it closes its netlink socket (the close waits for an
+RCU grace period, ~15 ms) and is reaped later.
 """
 
 import os
@@ -66,73 +68,155 @@ def find_tool(name):
     return None
 
 
+def have_nft():
+    from .. import native
+    return native.nft_load() or find_tool("nft") is not None
+
+
 def masquerade(container_netns, lan_ifnames, wan_ifname):
     """Turns on forwarding and NAT in the container's namespace; returns the tool used."""
-    nft = find_tool("nft")
-    if nft:
-        _in_netns(container_netns, [[nft, "-f", "-"]], nft_ruleset(lan_ifnames, wan_ifname))
+    script = nft_ruleset(lan_ifnames, wan_ifname)
+    if have_nft():
+        apply_nft(script, container_netns, forward=True, what="NAT in %s" % container_netns)
         return "nft"
     iptables = find_tool("iptables")
     if iptables:
-        _in_netns(container_netns, [[iptables, "-w"] + c for c in
-                                    iptables_commands(lan_ifnames, wan_ifname)])
+        _run_in_child(container_netns, True, None,
+                      [[iptables, "-w"] + c for c in iptables_commands(lan_ifnames, wan_ifname)],
+                      "NAT in %s" % container_netns)
         return "iptables"
     raise EdgertError("NAT needs nft or iptables on the device: neither is installed",
                       code="no-nat-tool")
 
 
-def _in_netns(netns_path, commands, stdin_text=None):
-    """Runs ``commands`` one after the other in a child inside ``netns_path`` (forwarding
-    is switched on there first); raises with the tool's own message on failure."""
-    read_end, write_end = os.pipe()
-    err_read, err_write = os.pipe()
+def apply_nft(script, netns_path=None, forward=False, what="nft"):
+    """Applies an nft script as one transaction in ``netns_path`` (None: this process's
+    namespace), forwarding switched on there first if ``forward``; raises EdgertError
+    (code nat-failed, or no-nat-tool when the device has no nftables) with nft's message."""
+    from .. import native
+    if native.nft_load():
+        _run_in_child(netns_path, forward, script, None, what)
+        return
+    nft = find_tool("nft")
+    if nft is None:
+        raise EdgertError("%s needs nftables on the device: neither libnftables nor nft is "
+                          "installed" % what, code="no-nat-tool")
+    _run_in_child(netns_path, forward, script, [[nft, "-f", "-"]], what)
+
+
+_unreaped = []
+
+
+def reap(block=False):
+    """Collects the children that answered before they ended (see the module's doc)."""
+    for pid in list(_unreaped):
+        try:
+            done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _unreaped.remove(pid)
+
+
+def _run_in_child(netns_path, forward, script, commands, what):
+    """In a child (inside ``netns_path`` when given): ``script`` through libnftables, or
+    ``commands`` one after the other, ``script`` on each one's stdin. The child answers on
+    a pipe: "ok", or the failure and the tool's own message."""
+    reap()
+    answer_read, answer_write = os.pipe()
     pid = os.fork()
     if pid == 0:
-        code = 1
-        try:
-            os.close(write_end)
-            os.close(err_read)
-            from .. import native
+        os.close(answer_read)
+        _child(answer_write, netns_path, forward, script, commands)
+    os.close(answer_write)
+    answer = b""
+    try:
+        while True:
+            chunk = os.read(answer_read, 4096)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        os.close(answer_read)
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if not done:
+        _unreaped.append(pid)
+    if answer == b"ok":
+        return
+    if not answer:
+        if not done:
+            _, status = os.waitpid(pid, 0)
+            _unreaped.remove(pid)
+        answer = b"the child ended with wait status %d" % status
+    raise EdgertError("%s failed: %s" % (what, answer.decode(errors="replace").strip()),
+                      code="nat-failed")
+
+
+def _child(answer_fd, netns_path, forward, script, commands):
+    answer = b"ok"
+    ctx = None
+    try:
+        from .. import native
+        if netns_path is not None:
             fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
             native.setns(fd, CLONE_NEWNET)
+            os.close(fd)
+        if forward:
             with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # this namespace's own
                 f.write("1")
-            os.dup2(err_write, 2)
-            os.dup2(err_write, 1)
+        if commands is None:
+            ctx = native.nft_open()
+            native.nft_run(ctx, script)
+        else:
             for argv in commands:
-                child = os.fork()
-                if child == 0:
-                    os.dup2(read_end, 0)
-                    os.execv(argv[0], argv)
-                _, status = os.waitpid(child, 0)
-                if status != 0:
-                    os._exit(2)
-            code = 0
-        except BaseException as e:
-            try:
-                os.write(err_write, ("%s\n" % e).encode())
-            except OSError:
-                pass
-        os._exit(code)
-    os.close(read_end)
-    os.close(err_write)
+                failure = _exec(argv, script)
+                if failure:
+                    answer = failure
+                    break
+    except BaseException as e:
+        text = str(e) or type(e).__name__
+        if isinstance(e, OSError) and e.strerror:  # without the "[Errno n]"
+            text = e.strerror if e.filename is None else "%s: %s" % (e.filename, e.strerror)
+        answer = text.encode()
     try:
-        if stdin_text:
-            data = stdin_text.encode()
-            while data:
-                data = data[os.write(write_end, data):]
+        os.write(answer_fd, answer[:4096])
+        os.close(answer_fd)  # the caller goes on now
+        if ctx is not None:
+            native.nft_close(ctx)
     finally:
-        os.close(write_end)
-    message = b""
+        os._exit(0)
+
+
+def _exec(argv, stdin_text):
+    """Runs a tool, ``stdin_text`` on its stdin; its output when it fails, else None."""
+    in_read, in_write = os.pipe()
+    out_read, out_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(in_read, 0)
+            os.dup2(out_write, 1)
+            os.dup2(out_write, 2)
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    os.close(in_read)
+    os.close(out_write)
+    try:
+        data = (stdin_text or "").encode()
+        while data:  # a ruleset is far below a pipe's buffer, and the tool reads it first
+            data = data[os.write(in_write, data):]
+    finally:
+        os.close(in_write)
+    output = b""
     while True:
-        chunk = os.read(err_read, 4096)
+        chunk = os.read(out_read, 4096)
         if not chunk:
             break
-        message += chunk[:4096 - len(message)]
-    os.close(err_read)
+        output += chunk[:4096 - len(output)]
+    os.close(out_read)
     _, status = os.waitpid(pid, 0)
-    if status != 0:
-        raise EdgertError("NAT in %s: %s failed: %s" % (
-            netns_path, os.path.basename(commands[0][0]),
-            message.decode(errors="replace").strip() or "exit status %d" % status),
-            code="nat-failed")
+    if status == 0:
+        return None
+    name = os.path.basename(argv[0]).encode()
+    return b"%s: %s" % (name, output.strip() or b"wait status %d" % status)

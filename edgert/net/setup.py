@@ -182,39 +182,14 @@ def _allocated_wan(netns, wan):
 
 
 def _nft_host(script, missing_ok=False):
-    """An nft script in the host's namespace (this process's)."""
-    from .nat import find_tool
-    nft = find_tool("nft")
-    if nft is None:
-        if missing_ok:
-            return
-        raise EdgertError("wan_masquerade needs nft on the device: it is not installed",
-                          code="no-nat-tool")
-    read_fd, write_fd = os.pipe()
-    err_read, err_write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.dup2(read_fd, 0)
-            os.dup2(err_write, 1)
-            os.dup2(err_write, 2)
-            os.execv(nft, [nft, "-f", "-"])
-        finally:
-            os._exit(127)
-    os.close(read_fd)
-    os.close(err_write)
-    data = script.encode()
+    """An nft script in the host's namespace (this process's); ``missing_ok``: a table or
+    an nftables that is not there is no failure."""
+    from . import nat
     try:
-        while data:
-            data = data[os.write(write_fd, data):]
-    finally:
-        os.close(write_fd)
-    message = os.read(err_read, 4096)
-    os.close(err_read)
-    _, status = os.waitpid(pid, 0)
-    if status and not (missing_ok and b"No such file" in message):
-        raise EdgertError("host NAT: nft failed: %s" % message.decode(errors="replace").strip(),
-                          code="nat-failed")
+        nat.apply_nft(script, what="host NAT")
+    except EdgertError as e:
+        if not (missing_ok and (e.code == "no-nat-tool" or "No such file" in str(e))):
+            raise
 
 
 # -- passthrough devices ------------------------------------------------------------------------

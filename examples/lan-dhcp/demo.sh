@@ -6,8 +6,8 @@
 # namespace, 198.51.100.2 (TEST-NET-2), behind this machine's own uplink veth. No traffic
 # leaves the machine.
 #
-# Needs root, busybox, iproute2, and an edgertd running in this network namespace whose
-# config has "wan_masquerade": true (EDGERT selects the CLI command, as in the rollout
+# Needs root, busybox, iproute2, nftables, and an edgertd running in this network namespace
+# whose config has "wan_masquerade": true (EDGERT selects the CLI command, as in the rollout
 # demo). Everything the script creates is removed when it ends, also on failure.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)

@@ -87,7 +87,7 @@ def tear_down(plan, result=None, drop_host_nat=None):
             host.close()
     if drop_host_nat:
         _nft_host("delete table ip %s\n" % planner.host_nat_table(drop_host_nat),
-                  missing_ok=True)
+                  drop_host_nat, missing_ok=True)
     _unpin(pin)
     if problems:
         raise EdgertError("network teardown of instance %s: %s"
@@ -177,16 +177,16 @@ def _allocated_wan(netns, wan):
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write("1")
         if not wan.get("host_nat_present"):
-            _nft_host(planner.host_nat_ruleset(bridge, subnet))
+            _nft_host(planner.host_nat_ruleset(bridge, subnet), bridge)
     return {"address": address, "gateway": found[0][0], "subnet": subnet}
 
 
-def _nft_host(script, missing_ok=False):
+def _nft_host(script, bridge, missing_ok=False):
     """An nft script in the host's namespace (this process's); ``missing_ok``: a table or
     an nftables that is not there is no failure."""
     from . import nat
     try:
-        nat.apply_nft(script, what="host NAT")
+        nat.apply_nft(script, what="wan_masquerade of host bridge %s" % bridge)
     except EdgertError as e:
         if not (missing_ok and (e.code == "no-nat-tool" or "No such file" in str(e))):
             raise

@@ -130,6 +130,21 @@ def test_wan_bridge_without_address(host, tmp_path):
     assert not os.path.exists(pin) and "master br-" not in links_of(host)
 
 
+def test_wan_masquerade_on_a_device_without_nftables(host, tmp_path, monkeypatch):
+    """The forked child inherits the patched lookups: no libnftables, no nft, no iptables."""
+    from edgert import native
+    from edgert.errors import EdgertError
+    from edgert.net import nat, setup
+    monkeypatch.setattr(native, "nft_load", lambda: False)
+    monkeypatch.setattr(nat, "find_tool", lambda name: None)
+    pin = str(tmp_path / "netns" / "inst1")
+    with pytest.raises(EdgertError, match="wan_masquerade of host bridge br-wan needs nftables "
+                       "on the device: neither libnftables nor nft is installed") as raised:
+        call(host, setup.bring_up, plan_for(pin, **ROUTER))
+    assert raised.value.code == "no-nat-tool"
+    assert not os.path.exists(pin) and "master br-" not in links_of(host)
+
+
 def test_teardown_after_a_crash_is_idempotent(host, tmp_path):
     """A daemon that died after the child ran knows only the plan: teardown by plan alone,
     twice, leaves nothing and raises nothing."""

@@ -220,6 +220,9 @@ def loopback_up():
         request = struct.pack("16sH22x", b"lo", 0)  # struct ifreq: name, ifr_flags
         flags = struct.unpack("16sH22x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
         fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
+    except OSError as e:  # an ioctl's error names nothing
+        raise OSError(e.errno, "bring up lo in the new network namespace: %s"
+                      % os.strerror(e.errno)) from None
     finally:
         sock.close()
 

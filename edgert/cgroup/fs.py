@@ -58,7 +58,8 @@ class Cgroup:
 
     def _make_steps(self, mount, directory, created, own, tries=5):
         """mkdir -p of ``directory`` below ``mount``. Another container's delete may remove a
-        shared parent (<own>/edgert) between our steps: ENOENT then walks the path again."""
+        shared parent (<own>/edgert) between our steps: ENOENT, or ENODEV from a parent that
+        is dying (a mkdir in it, a read of its cpuset), then walks the path again."""
         for attempt in range(tries):
             try:
                 for step in _steps(mount, directory):
@@ -73,8 +74,8 @@ class Cgroup:
                         # cgroup): its cpus may be empty yet, and so would its child's stay
                         self._inherit_cpuset(step)
                 return
-            except FileNotFoundError:
-                if attempt == tries - 1:
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.ENODEV) or attempt == tries - 1:
                     raise
 
     def _mkdir(self, path):
@@ -524,7 +525,11 @@ def _read(path):
     try:
         chunks = []
         while True:
-            chunk = os.read(fd, 65536)
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError as e:  # ENODEV: the cgroup was removed after the open
+                raise OSError(e.errno, "read %s: %s" % (os.path.basename(path),
+                                                        os.strerror(e.errno)), path) from None
             if not chunk:
                 return b"".join(chunks).decode()
             chunks.append(chunk)

@@ -317,3 +317,38 @@ def test_cgroup2_freeze_and_kill(make_cgroup, unified_only):
     assert os.WTERMSIG(child.wait()) == signal.SIGKILL
     cgroup.thaw()
     assert cgroup.pids() == []
+
+
+def test_creates_and_deletes_race_on_the_shared_parent():
+    """Containers without a cgroupsPath share <own>/<parent>; each delete prunes it when it
+    is empty. Two threads create and delete cgroups below one such parent as fast as they
+    can: a create that meets the parent dying (ENOENT, or ENODEV for a read of its cpuset
+    or a mkdir in it) walks the path again instead of failing, and nothing is left."""
+    import threading
+    layout = fs.host_layout()
+    parent = f"edgert-race-{os.getpid()}"
+    failures = []
+
+    def churn(tag, rounds=150):
+        for i in range(rounds):
+            cgroup = fs.Cgroup(layout, resolve_all(layout, None, f"{tag}{i}", parent=parent))
+            try:
+                created = cgroup.create()
+            except OSError as e:
+                failures.append(e)
+                continue
+            cgroup.remove(created)
+            fs.prune_empty([os.path.dirname(d) for d in cgroup.dirs.values()])
+
+    threads = [threading.Thread(target=churn, args=(tag,)) for tag in "ab"]
+    try:
+        for thread in threads:
+            thread.start()
+    finally:
+        for thread in threads:
+            thread.join()
+        leftovers = fs.Cgroup(layout, resolve_all(layout, None, "x", parent=parent))
+        parents = sorted({os.path.dirname(d) for d in leftovers.dirs.values()})
+        fs.prune_empty(parents)
+    assert failures == []
+    assert not any(os.path.exists(d) for d in parents)

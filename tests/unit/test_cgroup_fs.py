@@ -153,6 +153,38 @@ def test_create_undoes_itself_on_failure(hybrid, monkeypatch):
     assert not (root / "cpuset/edgert").exists()
 
 
+@pytest.mark.parametrize("err", [errno.ENOENT, errno.ENODEV])
+def test_create_walks_again_when_a_shared_parent_goes(hybrid, monkeypatch, err):
+    """Another container's delete removed <own>/edgert between our steps: the kernel says
+    ENOENT, or ENODEV while the parent is dying (reading its cpuset, a mkdir in it)."""
+    cgroup, root = hybrid
+    original = fs._read
+    failed = []
+
+    def dying_parent(path):
+        if path.endswith("cpuset/edgert/cpuset.cpus") and not failed:
+            failed.append(path)
+            raise OSError(err, "read cpuset.cpus: %s" % os.strerror(err), path)
+        return original(path)
+
+    monkeypatch.setattr(fs, "_read", dying_parent)
+    cgroup.create()
+    assert failed
+    assert read(root / "cpuset/edgert/web/cpuset.cpus") == "0-1"
+
+
+def test_create_gives_up_on_a_parent_that_keeps_dying(hybrid, monkeypatch):
+    cgroup, root = hybrid
+
+    def dying(path):
+        raise OSError(errno.ENODEV, "read cpuset.cpus: No such device", path)
+
+    monkeypatch.setattr(fs, "_read", dying)
+    with pytest.raises(OSError, match="read cpuset.cpus: No such device"):
+        cgroup.create()
+    assert not (root / "cpuset/edgert").exists()
+
+
 def test_apply_writes_and_reads_back(hybrid):
     cgroup, root = hybrid
     cgroup.create()

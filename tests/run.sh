@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 PEERS="gcc libc6-dev make musl-tools busybox-static python3-dev python3-cffi python3-setuptools
  python3-msgpack python3-pyroute2 python3-pytest python3-hypothesis python3-zstandard zstd
- crun runc podman containerd iproute2 nftables kmod faketime time prometheus
+ crun runc podman containerd iproute2 nftables iptables kmod faketime time prometheus
  linux-libc-dev-arm64-cross linux-libc-dev-armhf-cross linux-libc-dev-ppc64el-cross libseccomp2
  docker-registry apache2-utils openssl skopeo umoci qemu-user-static
  isc-dhcp-client dhcpcd-base dnsmasq-base"

@@ -49,9 +49,12 @@ def nft_ruleset(lan_ifnames, wan_ifname):
 
 
 def iptables_commands(lan_ifnames, wan_ifname):
-    """The same rules for iptables (argv lists), for firmwares without nft."""
+    """The same rules for iptables (argv lists), for firmwares without nft. The chains are
+    flushed first, so applying them again replaces them (they are all ours: the namespace
+    is the container's)."""
     wan = check_ifname(wan_ifname)
-    commands = [["-t", "nat", "-A", "POSTROUTING", "-o", wan, "-j", "MASQUERADE"],
+    commands = [["-t", "nat", "-F", "POSTROUTING"], ["-F", "FORWARD"],
+                ["-t", "nat", "-A", "POSTROUTING", "-o", wan, "-j", "MASQUERADE"],
                 ["-P", "FORWARD", "DROP"],
                 ["-A", "FORWARD", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
                  "-j", "ACCEPT"]]

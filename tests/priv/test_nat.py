@@ -1,7 +1,8 @@
 """edgert.net.nat against the kernel, on a namespace the test makes: the rules land in the
-namespace asked for and nowhere else, through libnftables and through the nft tool alike; a
-refused ruleset comes back with nft's own message and leaves nothing behind; a device
-without nftables or iptables gets a clear error; the helper children are all reaped."""
+namespace asked for and nowhere else, through libnftables, the nft tool and iptables alike,
+and applying them again replaces them; a refused ruleset comes back with nft's own message
+and leaves nothing behind; a device without nftables or iptables gets a clear error; the
+helper children are all reaped."""
 
 import os
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import pytest
 
 from edgert.errors import EdgertError
+from helpers.natway import NAT_WAYS, use
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
@@ -35,15 +37,15 @@ def netns(native_built):
 
 @pytest.fixture(params=["libnftables", "nft tool"])
 def way(request, monkeypatch, native_built):
-    from edgert import native
-    from edgert.net import nat
-    if request.param == "libnftables":
-        if not native.nft_load():
-            pytest.skip("needs libnftables 0.9.1 or later (Debian package libnftables1)")
-    else:
-        if nat.find_tool("nft") is None:
-            pytest.skip("needs nft (Debian package nftables)")
-        monkeypatch.setattr(native, "nft_load", lambda: False)
+    """The ways to apply an nft script."""
+    use(request.param, monkeypatch)
+    return request.param
+
+
+@pytest.fixture(params=NAT_WAYS)
+def nat_way(request, monkeypatch, native_built):
+    """The ways to NAT."""
+    use(request.param, monkeypatch)
     return request.param
 
 
@@ -53,17 +55,24 @@ def tables(ns=None):
     return sh("nft", "list", "tables", ns=ns).stdout.split("\n")
 
 
-def test_masquerade_lands_in_the_containers_namespace_only(netns, way):
+def test_masquerade_lands_in_the_containers_namespace_only(netns, nat_way):
     from edgert.net import nat
     ours_before = tables()
-    assert nat.masquerade("/run/netns/" + netns, ["lan0"], "wan0") == "nft"
-    ruleset = sh("nft", "list", "table", "ip", "edgert", ns=netns).stdout
-    assert 'oifname "wan0" masquerade' in ruleset
-    assert 'iifname "lan0" oifname "wan0" accept' in ruleset
+    tool = "iptables" if nat_way == "iptables" else "nft"
+    for _ in range(2):  # again: the rules are replaced, not doubled
+        assert nat.masquerade("/run/netns/" + netns, ["lan0"], "wan0") == tool
+    if tool == "nft":
+        ruleset = sh("nft", "list", "table", "ip", "edgert", ns=netns).stdout
+        assert 'oifname "wan0" masquerade' in ruleset
+        assert 'iifname "lan0" oifname "wan0" accept' in ruleset
+    else:
+        ruleset = (sh("iptables", "-t", "nat", "-S", ns=netns).stdout
+                   + sh("iptables", "-S", ns=netns).stdout)
+        assert "-A POSTROUTING -o wan0 -j MASQUERADE" in ruleset
+        assert "-P FORWARD DROP" in ruleset
+        assert "-A FORWARD -i lan0 -o wan0 -j ACCEPT" in ruleset
+    assert ruleset.lower().count("masquerade") == 1
     assert sh("cat", "/proc/sys/net/ipv4/ip_forward", ns=netns).stdout.strip() == "1"
-    # again: the table is replaced, not doubled
-    nat.masquerade("/run/netns/" + netns, ["lan0"], "wan0")
-    assert sh("nft", "list", "ruleset", ns=netns).stdout.count("masquerade") == 1
     assert tables() == ours_before
     nat.reap(block=True)
     assert nat._unreaped == []
@@ -82,7 +91,7 @@ def test_a_refused_ruleset_comes_back_with_nfts_message(netns, way):
     assert nat._unreaped == []
 
 
-def test_a_namespace_that_is_gone(way):
+def test_a_namespace_that_is_gone(nat_way):
     from edgert.net import nat
     with pytest.raises(EdgertError) as raised:
         nat.masquerade("/run/netns/edgt-nat-gone-%d" % os.getpid(), ["lan0"], "wan0")

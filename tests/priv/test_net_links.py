@@ -11,6 +11,8 @@ import textwrap
 
 import pytest
 
+from helpers.natway import NAT_WAYS, use
+
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
     pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2 (ip)"),
@@ -91,14 +93,16 @@ def world(native_built):
     assert not any(name in left for name in w.names.values())
 
 
-def test_lan_client_reaches_the_wan_through_the_containers_nat(world):
+@pytest.mark.parametrize("way", NAT_WAYS)
+def test_lan_client_reaches_the_wan_through_the_containers_nat(world, way, monkeypatch):
     from edgert.net import links, nat
+    use(way, monkeypatch)
     x, h = world.path(world.x), world.path(world.h)
     lan = links.attach(x, "inst1", "lan", 0, {"host": "br-lan", "name": "lan0"}, host_netns=h)
     wan = links.attach(x, "inst1", "wan", 0, {"host": "br-wan", "name": "wan0"}, host_netns=h)
     links.set_address(x, "lan0", "10.190.1.1", 24)
     links.set_address(x, "wan0", "192.0.2.2", 24, gateway="192.0.2.1")
-    assert nat.masquerade(x, ["lan0"], "wan0") in ("nft", "iptables")
+    assert nat.masquerade(x, ["lan0"], "wan0") == ("iptables" if way == "iptables" else "nft")
     world.serve(world.w, "192.0.2.1")
     # the WAN host sees the container's WAN address, not the LAN client's
     assert world.connect(world.c, "192.0.2.1") == "192.0.2.2"

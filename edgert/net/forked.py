@@ -158,7 +158,8 @@ def _worker_main(fd):
         _become_child(fd)
         from .. import native
         native.set_pdeathsig(9)
-        import pyroute2  # noqa: F401  (loaded once, for every job of this worker)
+        from .rtnl import iproute_class
+        iproute_class()  # loaded once, for every job of this worker
         pending = b""
         while True:
             chunk = os.read(fd, 65536)

@@ -26,7 +26,7 @@ class Netns:
     """A pyroute2 IPRoute bound to the namespace at ``path`` (None: our own)."""
 
     def __init__(self, path=None):
-        from pyroute2 import IPRoute
+        from .rtnl import IPRoute
         self.path = path
         if path is None:
             self.ipr = IPRoute()

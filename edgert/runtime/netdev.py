@@ -81,7 +81,7 @@ def _restore(ipr, name, addrs, up):
 def move_in(pid, net_devices, moved):
     """Moves each ``{host_name: {"name": new_name}}`` into pid's netns, appending every move
     made to ``moved`` as it happens (the caller's state), so a failure halfway can be undone."""
-    from pyroute2 import IPRoute
+    from ..net.rtnl import IPRoute
     with IPRoute() as ipr:
         indexes = {}
         for host_name in net_devices:
@@ -101,7 +101,7 @@ def move_in(pid, net_devices, moved):
 
 
 def _restore_in(name, addrs, up):
-    from pyroute2 import IPRoute
+    from ..net.rtnl import IPRoute
     with IPRoute() as ipr:
         _restore(ipr, name, [tuple(a) for a in addrs], up)
 
@@ -115,14 +115,14 @@ def move_out(pin, moved):
         _in_netns(pin, _send_back, moved, host_ns)
     finally:
         os.close(host_ns)
-    from pyroute2 import IPRoute
+    from ..net.rtnl import IPRoute
     with IPRoute() as ipr:
         for m in moved:
             _restore(ipr, m["host_name"], [tuple(a) for a in m["addrs"]], m["up"])
 
 
 def _send_back(moved, host_ns):
-    from pyroute2 import IPRoute
+    from ..net.rtnl import IPRoute
     with IPRoute() as ipr:
         for m in moved:
             found = ipr.link_lookup(ifname=m["name"])

@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash leaves either the old content or the new, never a mix."""
+"""Atomic file writes (a crash leaves either the old content or the new, never a mix) and
+reads of a pipe to its end."""
 
 import os
 
@@ -49,3 +50,14 @@ def fsync_dir(path):
 def read_text(path):
     with open(path) as f:
         return f.read()
+
+
+def read_until_eof(fd, limit):
+    """What a blocking ``fd`` (a child's pipe) gives until its end, at most ``limit`` bytes
+    kept: the rest is read and dropped, so the writer never blocks on a full pipe."""
+    data = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return data
+        data += chunk[:limit - len(data)]

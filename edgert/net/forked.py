@@ -14,6 +14,7 @@ import sys
 
 from .. import jsonfast
 from ..errors import EdgertError
+from ..fsutil import read_until_eof
 
 RESULT_LIMIT = 1 << 16
 
@@ -99,13 +100,8 @@ def _outcome(data, status, what):
 def call(func, args, what):
     """``func(*args)`` in a child; its JSON-able result, or the child's error raised."""
     pid, read_fd = _spawn(func, args)
-    data = b""
     try:
-        while True:
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            data += chunk[:RESULT_LIMIT - len(data)]
+        data = read_until_eof(read_fd, RESULT_LIMIT)
     finally:
         os.close(read_fd)
         _, status = os.waitpid(pid, 0)

@@ -38,6 +38,19 @@ class Allocations:
                              % self.path)
         return instances
 
+    def _put(self, instance_id, entry):
+        """Records ``entry``, saved; the memory stays as the file is when the save fails."""
+        old = self._instances.get(instance_id)
+        self._instances[instance_id] = entry
+        try:
+            self._save()
+        except BaseException:
+            if old is None:
+                del self._instances[instance_id]
+            else:
+                self._instances[instance_id] = old
+            raise
+
     def _save(self):
         atomic_write(self.path, json.dumps({"instances": self._instances}, indent=1,
                                            sort_keys=True) + "\n", 0o600)
@@ -61,15 +74,7 @@ class Allocations:
         old = self._instances.get(instance_id)
         if (old or {}).get("wan_address") == address:
             return
-        self._instances[instance_id] = dict(old or {"service": service}, wan_address=address)
-        try:
-            self._save()
-        except BaseException:
-            if old is None:
-                del self._instances[instance_id]
-            else:
-                self._instances[instance_id] = old
-            raise
+        self._put(instance_id, dict(old or {"service": service}, wan_address=address))
 
     def allocate(self, instance_id, service, network_config, reserved=()):
         """The instance's subnet: the one it has, or a new one (saved before it is returned)."""
@@ -82,16 +87,8 @@ class Allocations:
         subnet = ipam.allocate(network_config["access_provided_subnet"],
                                network_config["dhcp_range_template"], self.by_subnet(),
                                reserved, service)
-        old = self._instances.get(instance_id)
-        self._instances[instance_id] = dict(old or {}, service=service, subnet=subnet)
-        try:
-            self._save()
-        except BaseException:
-            if old is None:
-                del self._instances[instance_id]
-            else:
-                self._instances[instance_id] = old
-            raise
+        self._put(instance_id, dict(self._instances.get(instance_id) or {}, service=service,
+                                    subnet=subnet))
         return subnet
 
     def release(self, instance_id):

@@ -14,10 +14,12 @@ RCU grace period, ~15 ms) and is reaped later.
 import os
 
 from ..errors import EdgertError
+from ..fsutil import read_until_eof
 
 CLONE_NEWNET = 0x40000000
 TOOL_PATHS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 TABLE = "edgert"
+TOOL_TIMEOUT_S = 30  # a hung nft or iptables must not hold the network worker forever
 
 
 def check_ifname(name):
@@ -132,13 +134,8 @@ def _run_in_child(netns_path, forward, script, commands, what):
         os.close(answer_read)
         _child(answer_write, netns_path, forward, script, commands)
     os.close(answer_write)
-    answer = b""
     try:
-        while True:
-            chunk = os.read(answer_read, 4096)
-            if not chunk:
-                break
-            answer += chunk
+        answer = read_until_eof(answer_read, 4096)
     finally:
         os.close(answer_read)
     done, status = os.waitpid(pid, os.WNOHANG)
@@ -192,34 +189,12 @@ def _child(answer_fd, netns_path, forward, script, commands):
 
 def _exec(argv, stdin_text):
     """Runs a tool, ``stdin_text`` on its stdin; its output when it fails, else None."""
-    in_read, in_write = os.pipe()
-    out_read, out_write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.dup2(in_read, 0)
-            os.dup2(out_write, 1)
-            os.dup2(out_write, 2)
-            os.execv(argv[0], argv)
-        finally:
-            os._exit(127)
-    os.close(in_read)
-    os.close(out_write)
-    try:
-        data = (stdin_text or "").encode()
-        while data:  # a ruleset is far below a pipe's buffer, and the tool reads it first
-            data = data[os.write(in_write, data):]
-    finally:
-        os.close(in_write)
-    output = b""
-    while True:
-        chunk = os.read(out_read, 4096)
-        if not chunk:
-            break
-        output += chunk[:4096 - len(output)]
-    os.close(out_read)
-    _, status = os.waitpid(pid, 0)
+    from ..runtime.hooks import run_one
+    status, output = run_one({"path": argv[0], "args": argv, "timeout": TOOL_TIMEOUT_S},
+                             (stdin_text or "").encode())
     if status == 0:
         return None
     name = os.path.basename(argv[0]).encode()
-    return b"%s: %s" % (name, output.strip() or b"wait status %d" % status)
+    if status is None:
+        return b"%s: no answer after %d s" % (name, TOOL_TIMEOUT_S)
+    return b"%s: %s" % (name, output.strip()[-4096:] or b"wait status %d" % status)

@@ -16,6 +16,7 @@ from .. import linuxconst as K
 from .. import native
 from ..errors import EdgertError, NotFound
 from . import links, plan as planner
+from ..runtime.netdev import unpin_netns
 
 # the interface group of the links made for a container (in its namespace): teardown deletes
 # them with one request ("ip link del group")
@@ -91,7 +92,7 @@ def tear_down(plan, result=None, drop_host_nat=None):
         # kernel's abort an RCU grace period (15-30 ms here), a successful one under 1 ms
         _nft_host("table ip %s\ndelete table ip %s\n" % (table, table), drop_host_nat,
                   missing_ok=True)
-    _unpin(pin)
+    unpin_netns(pin)
     if problems:
         raise EdgertError("network teardown of instance %s: %s"
                           % (plan["instance"], "; ".join(problems)), code="net-teardown")
@@ -133,7 +134,7 @@ def _pin(path):
     returns to its own namespace."""
     os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
     if os.path.lexists(path):
-        _unpin(path)   # a leftover the caller failed to tear down
+        unpin_netns(path)   # a leftover the caller failed to tear down
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -146,17 +147,6 @@ def _pin(path):
             native.setns(home, K.CLONE_NEWNET)
     finally:
         os.close(home)
-
-
-def _unpin(path):
-    try:
-        native.umount2(path, K.MNT_DETACH)
-    except OSError:
-        pass
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 # -- WAN "allocated" --------------------------------------------------------------------------

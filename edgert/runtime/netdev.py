@@ -10,6 +10,7 @@ import os
 
 from .. import linuxconst as K
 from ..errors import EdgertError
+from ..fsutil import read_until_eof
 
 
 def pin_netns(pid, state_dir):
@@ -48,13 +49,10 @@ def _in_netns(ns_path, func, *args):
             os.write(wfd, str(e).encode()[:2000])
             os._exit(1)
     os.close(wfd)
-    msg = b""
-    while True:
-        chunk = os.read(rfd, 4096)
-        if not chunk:
-            break
-        msg += chunk
-    os.close(rfd)
+    try:
+        msg = read_until_eof(rfd, 2000)
+    finally:
+        os.close(rfd)
     _, status = os.waitpid(pid, 0)
     if status:
         raise EdgertError(msg.decode("utf-8", "replace") or "netns helper failed",

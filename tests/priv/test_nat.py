@@ -108,3 +108,24 @@ def test_a_device_without_nftables_or_iptables(monkeypatch, native_built):
         nat.masquerade("/run/netns/unused", ["lan0"], "wan0")
     assert raised.value.code == "no-nat-tool"
     assert "neither is installed" in str(raised.value)
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("echo 'nft: table refused' >&2; exit 1", "nft: nft: table refused"),
+    ("exit 3", "nft: wait status 768"),
+    ("exec sleep 60", "nft: no answer after 1 s"),
+])
+def test_a_failing_or_hung_tool_is_reported(tmp_path, monkeypatch, native_built, body,
+                                            expected):
+    from edgert import native
+    from edgert.net import nat
+    tool = tmp_path / "nft"
+    tool.write_text("#!/bin/sh\nPATH=/usr/bin:/bin\n%s\n" % body)
+    tool.chmod(0o755)
+    monkeypatch.setattr(native, "nft_load", lambda: False)
+    monkeypatch.setattr(nat, "find_tool", lambda name: str(tool) if name == "nft" else None)
+    monkeypatch.setattr(nat, "TOOL_TIMEOUT_S", 1)
+    with pytest.raises(EdgertError) as raised:
+        nat.apply_nft("table ip t\n", None, what="NAT in x")
+    assert str(raised.value) == "NAT in x failed: " + expected
+    nat.reap(block=True)

@@ -2,7 +2,7 @@
 
 import os
 
-from edgert.fsutil import atomic_write
+from edgert.fsutil import atomic_write, read_until_eof
 
 
 def test_write_replace_and_mode(tmp_path):
@@ -30,3 +30,18 @@ def test_a_leftover_temp_file_is_replaced(tmp_path):
     (tmp_path / (".doc.tmp-%d" % os.getpid())).write_text("half")
     atomic_write(str(tmp_path / "doc"), "whole", sync=False)
     assert os.listdir(tmp_path) == ["doc"]
+
+
+def test_read_until_eof_keeps_the_limit_and_drains_the_rest():
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # more than a pipe holds: the writer must not block
+        os.close(rfd)
+        os.write(wfd, b"x" * 200000)
+        os._exit(0)
+    os.close(wfd)
+    try:
+        assert read_until_eof(rfd, 10) == b"x" * 10
+    finally:
+        os.close(rfd)
+    assert os.waitpid(pid, 0)[1] == 0

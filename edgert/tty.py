@@ -9,6 +9,7 @@ import errno
 import fcntl
 import os
 import select
+import struct
 import termios
 
 # Serial speeds ``edgert console --baud`` accepts: the usual rates of router UARTs.
@@ -94,6 +95,15 @@ def window_size(fd):
     except OSError:
         return None
     return (rows, cols) if rows and cols else None
+
+
+def window_size(fd):
+    """(rows, columns) of terminal ``fd``; None when it is no terminal or has no size set."""
+    try:
+        rows, columns = struct.unpack("HH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)[:4])
+    except OSError:
+        return None
+    return (rows, columns) if rows and columns else None
 
 
 def copy_window_size(src, dst):

@@ -236,8 +236,7 @@ class Cli:
     def _foreground(self, method, params, tty):
         """run/exec: our stdin, stdout and stderr go to the container process itself (fd
         passing); the daemon answers when it exits; ^C and friends are forwarded. With -t
-        (exec) a fresh pty's slave goes instead and becomes the process's controlling
-        terminal, and we copy between our terminal and its master."""
+        (exec) the process gets a terminal in the container instead (``_exec_pty``)."""
         if tty and not os.isatty(0):
             raise Usage("-t needs a terminal on stdin")
         if tty and method == "exec":
@@ -272,31 +271,45 @@ class Cli:
         return code
 
     def _exec_pty(self, params):
+        """The process gets a pty of the container's devpts; the daemon passes us its master
+        with "started", and we copy between our terminal and it."""
         from .. import tty
-        master, slave = os.openpty()
-        tty.copy_window_size(0, master)
         term = os.environ.get("TERM")
         if term and not any(e.startswith("TERM=") for e in params.get("env", [])):
             params = dict(params, env=list(params.get("env", [])) + ["TERM=" + term])
+        size = tty.window_size(0)
+        if size is not None:
+            params = dict(params, tty_size=list(size))
         import _signal
-        winch = _signal.signal(28, lambda sig, frame: tty.copy_window_size(0, master))
+        state = {"master": -1}
+
+        def resized(sig, frame):
+            if state["master"] >= 0:
+                tty.copy_window_size(0, state["master"])
+        winch = _signal.signal(28, resized)
         conn = self.conn()
         code = 1
         try:
-            stream = conn.stream("exec", params, fds=(slave, slave, slave))
-            for kind, *rest in stream:
+            for kind, *rest in conn.stream("exec", params):
                 if kind == "notification" and rest[0] == "started":
-                    os.close(slave)
-                    slave = -1
-                    proxied, master = master, -1
-                    tty.proxy(proxied)  # until the process ends; proxy closes the master
+                    fds = conn.take_fds()
+                    if not fds:
+                        from ..errors import EdgertError
+                        raise EdgertError("edgertd sent no terminal for exec -t",
+                                          code="protocol")
+                    state["master"] = fds.pop(0)
+                    for fd in fds:
+                        os.close(fd)
+                    try:
+                        tty.proxy(state["master"])  # until the process ends; closes the master
+                    finally:
+                        state["master"] = -1
                 elif kind == "result":
                     code = rest[0].get("exit_code", 1)
         finally:
             _signal.signal(28, winch)
-            for fd in (slave, master):
-                if fd >= 0:
-                    os.close(fd)
+            if state["master"] >= 0:
+                os.close(state["master"])
         return code
 
     def cmd_stats(self, args):

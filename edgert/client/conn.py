@@ -14,6 +14,7 @@ from ..errors import EdgertError
 from ..proto import rpc
 
 READ_CHUNK = 65536
+MAX_FDS = 4  # the daemon sends one (exec -t's pty master); more are closed
 MAX_ANSWER = 16 << 20  # a service list or an inspect of a big instance stays far below
 
 
@@ -44,6 +45,9 @@ class Connection:
         self._next_id = 0
         self._decoder = rpc.Decoder(MAX_ANSWER, MAX_ANSWER + READ_CHUNK)
         self._messages = []
+        self._fds = []  # those of the message _next_message returned last
+        self._message_fds = []  # those of each message in _messages
+        self._partial_fds = []  # those of the message the decoder has only part of
         self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         try:
             self.sock.connect(self.path)
@@ -69,7 +73,17 @@ class Connection:
             return "?"
 
     def close(self):
+        for fds in [self.take_fds(), self._partial_fds] + self._message_fds:
+            for fd in fds:
+                os.close(fd)
+        self._partial_fds, self._message_fds = [], []
         self.sock.close()
+
+    def take_fds(self):
+        """The descriptors that came with the message read last (the caller's now; those not
+        taken are closed when the next message is read)."""
+        fds, self._fds = self._fds, []
+        return fds
 
     def __enter__(self):
         return self
@@ -122,13 +136,40 @@ class Connection:
     def _next_message(self):
         while not self._messages:
             try:
-                data = self.sock.recv(READ_CHUNK)
+                data, ancillary, _, _ = self.sock.recvmsg(
+                    READ_CHUNK, _socket.CMSG_SPACE(MAX_FDS * 4), _socket.MSG_CMSG_CLOEXEC)
             except OSError as e:
                 raise self._lost(e) from None
+            received = [int.from_bytes(payload[i:i + 4], sys.byteorder)
+                         for level, kind, payload in ancillary
+                         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+                         for i in range(0, len(payload) - len(payload) % 4, 4)]
             if not data:
+                for fd in received:
+                    os.close(fd)
                 raise self._lost(None)
-            self._messages = self._decoder.feed(data)
+            self._take_messages(self._decoder.feed(data), received)
+        for fd in self.take_fds():  # the last message's, not taken
+            os.close(fd)
+        self._fds = self._message_fds.pop(0)
         return self._messages.pop(0)
+
+    def _take_messages(self, messages, received):
+        """Queues ``messages`` with their descriptors. Descriptors travel with their message's
+        first byte, which the daemon sends in a send of its own, and a read that returns
+        descriptors ends with that send's bytes: they are the last message begun in it."""
+        fds_of = [[] for _ in messages]
+        if messages and self._partial_fds:  # the message begun in an earlier read
+            fds_of[0], self._partial_fds = self._partial_fds, []
+        if received:
+            if self._decoder.pending:
+                self._partial_fds.extend(received)
+            elif messages:
+                fds_of[-1].extend(received)
+            else:
+                for fd in received:
+                    os.close(fd)
+        self._messages, self._message_fds = messages, fds_of
 
     def _lost(self, exc):
         why = ": %s" % exc.strerror if exc is not None and exc.strerror else ""

@@ -36,12 +36,12 @@ class Request:
         else:
             self.early = (error, result)
 
-    def _notify(self, method, params):
-        self.conn.notify(method, params)
-
-    def notify(self, method, params):
-        if not self.done:
-            self._notify(method, params)
+    def notify(self, method, params, fds=()):
+        """A notification of this call's stream; ``fds`` go with it (the connection's now)."""
+        if self.done:
+            _close(fds)
+        else:
+            self.conn.notify(method, params, fds)
 
     def reply(self, result):
         if not self.done:
@@ -265,7 +265,13 @@ class Api:
             raise StateError("instance %s is not running (edgert start %s)" % (iid, iid),
                              code="not-running")
         fds = req.take_fds()
-        if len(fds) != 3:
+        tty_size = None
+        if p.get("tty"):
+            _close(fds)  # the process gets a terminal of its own
+            fds = []
+            height, width = p.get("tty_size") or (24, 80)
+            tty_size = {"height": height, "width": width}
+        elif len(fds) != 3:
             _close(fds)
             raise EdgertError("exec needs the caller's stdin, stdout and stderr (3 fds)",
                               code="bad-params")
@@ -274,12 +280,13 @@ class Api:
             self.foreground.pop(pid, None)
             req.reply({"exit_code": code})
         try:
-            pid = self.sup.exec(iid, p["args"], env=p.get("env") or None, cwd=p.get("cwd"),
-                                stdio=tuple(fds), on_done=finished, tty=p.get("tty", False))
+            pid, master = self.sup.exec(iid, p["args"], env=p.get("env") or None,
+                                        cwd=p.get("cwd"), stdio=tuple(fds) or None,
+                                        on_done=finished, tty_size=tty_size)
         finally:
             _close(fds)
         self.foreground[pid] = (req.conn, iid)
-        req.notify("started", {"pid": pid})
+        req.notify("started", {"pid": pid}, fds=[master] if master is not None else ())
         return DEFER
 
     def m_run(self, req):

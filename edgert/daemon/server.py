@@ -6,7 +6,7 @@ Loop; a slow, silent or hostile client costs its own buffers and never blocks th
 Handlers. ``handler.handle(conn, method, params, fds)`` gets validated params and returns the
 result, or raises (EdgertError: its code and message go to the client; anything else is
 logged and answered as "internal"). Returning ``STREAM`` defers the answer: the handler may
-then call ``conn.notify(method, params)`` any number of times and must end with
+then call ``conn.notify(method, params[, fds])`` any number of times and must end with
 ``conn.respond(msgid, error, result)``, ``msgid`` being ``conn.msgid`` at the time of the
 call. Requests on one connection run in order, so later ones wait for that answer;
 ``conn.on_close(callback)`` tells the handler when the client is gone.
@@ -14,7 +14,9 @@ call. Requests on one connection run in order, so later ones wait for that answe
 File descriptors. ``fds`` is a list of the descriptors that came with the request (at most
 the method's declared count; extra ones are closed on arrival). A handler that keeps one
 takes it out of the list (``fds.pop(i)``, ``fds.clear()``); whatever is still in the list
-when ``handle`` returns or raises is closed by the server.
+when ``handle`` returns or raises is closed by the server. ``notify`` can send descriptors:
+they go with the notification's first byte, and the connection closes its copies once they
+are sent (or when the client is gone).
 
 Access. The socket file is 0660 root:group, so only root and members of ``group_gid`` can
 connect in the first place. Each connection is checked again with SO_PEERCRED: uid 0, the
@@ -195,6 +197,7 @@ class Connection:
         self._queue = collections.deque()  # (msgid, method, params, fds) behind it
         self._fds_in_progress = []  # fds that came with a request not fully read yet
         self._out = bytearray()
+        self._out_fds = collections.deque()  # [offset in _out, fds, length of the message]
         self._close_when_flushed = False
         self._close_callbacks = []
         self.loop.add_reader(self.fd, self._on_readable)
@@ -204,10 +207,13 @@ class Connection:
 
     # handler API
 
-    def notify(self, method, params):
-        """Sends a notification (part of a stream); does nothing once the client is gone."""
-        if not self.closed:
-            self._send(rpc.encode_notification(method, params))
+    def notify(self, method, params, fds=()):
+        """Sends a notification (part of a stream), with ``fds`` (ours now: closed once sent);
+        does nothing but close them once the client is gone."""
+        if self.closed:
+            _close_fds(list(fds))
+            return
+        self._send(rpc.encode_notification(method, params), fds)
 
     def respond(self, msgid, error, result):
         """Ends a deferred request; ``error`` is None, an error map or an exception."""
@@ -370,16 +376,20 @@ class Connection:
 
     # writing
 
-    def _send(self, data):
+    def _send(self, data, fds=()):
         if self.closed:
+            _close_fds(list(fds))
             return
         # one answer of any size goes out; answers piling up behind it are capped
         if self._out and len(self._out) + len(data) > self.server.max_write_buffer:
             self.server.log("%s: more than %d bytes of answers unread, disconnecting"
                             % (self, self.server.max_write_buffer))
+            _close_fds(list(fds))
             self.close()
             return
         idle = not self._out
+        if fds:
+            self._out_fds.append([len(self._out), list(fds), len(data)])
         self._out += data
         if idle:
             self._flush()
@@ -395,8 +405,25 @@ class Connection:
     def _flush(self):
         try:
             while self._out:
-                sent = self.sock.send(self._out, socket.MSG_NOSIGNAL)
+                mark = self._out_fds[0] if self._out_fds else None
+                if mark is not None and mark[0] == 0:
+                    # the descriptors ride on the message's first byte, and its bytes go in a
+                    # send of their own: a read that returns descriptors stops after that
+                    # send's bytes, so the client knows which message they belong to. The
+                    # kernel sends them or nothing (EAGAIN): ours to close only after a send.
+                    sent = self.sock.sendmsg(
+                        [bytes(self._out[:mark[2]])],
+                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", mark[1]))],
+                        socket.MSG_NOSIGNAL)
+                    self._out_fds.popleft()
+                    _close_fds(mark[1])
+                elif mark is not None:  # only up to the byte the descriptors go with
+                    sent = self.sock.send(bytes(self._out[:mark[0]]), socket.MSG_NOSIGNAL)
+                else:
+                    sent = self.sock.send(self._out, socket.MSG_NOSIGNAL)
                 del self._out[:sent]
+                for later in self._out_fds:
+                    later[0] -= sent
         except (BlockingIOError, InterruptedError):
             return
         except OSError:  # EPIPE, ECONNRESET: the client left
@@ -416,6 +443,8 @@ class Connection:
         self.server.connections.pop(self.fd, None)
         self._drop_queue()
         _close_fds(self._fds_in_progress)
+        while self._out_fds:
+            _close_fds(self._out_fds.popleft()[1])
         self._out = bytearray()
         self.sock.close()
         callbacks, self._close_callbacks = self._close_callbacks, []

@@ -388,27 +388,40 @@ class Supervisor:
 
     # -- exec -----------------------------------------------------------------------------
 
-    def exec(self, instance_id, args, env=None, cwd=None, stdio=None, on_done=None, tty=False):
+    def exec(self, instance_id, args, env=None, cwd=None, stdio=None, on_done=None,
+             tty_size=None):
         """Runs ``args`` in the running container (its process settings, plus ``env``
-        entries and ``cwd``); ``stdio``: three fds, default /dev/null. Returns the pid;
+        entries and ``cwd``); ``stdio``: three fds, default /dev/null. With ``tty_size``
+        ({"height", "width"}) the process gets a pty of the container's own devpts as its
+        controlling terminal instead. Returns (pid, the pty master or None);
         ``on_done(exit code)`` when it ends (128+N when killed by signal N)."""
         if instance_id not in self.tracked:
             raise StateError("instance %s: no container is running" % instance_id)
         overrides = {"args": list(args), "env": list(env or [])}
         if cwd is not None:
             overrides["cwd"] = cwd
-        devnull = None
-        if stdio is None:
-            devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-            stdio = (devnull, devnull, devnull)
+        opened = []
+        master = None
         try:
+            if tty_size is not None:
+                from ..runtime.console import receive_master, socketpair
+                overrides.update(terminal=True, consoleSize=tty_size)
+                opened.extend(socketpair())
+                stdio = None
+            elif stdio is None:
+                opened.append(os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC))
+                stdio = (opened[0],) * 3
             pid = self.runtime.spawn_exec(instance_id, None, overrides=overrides, stdio=stdio,
-                                          stdio_tty=tty)
+                                          console_fd=opened[0] if tty_size is not None
+                                          else None)
+            if tty_size is not None:
+                # sent before the exec that spawn_exec waited for: already in the socket
+                master = receive_master(opened.pop())
         except EdgertError as e:
             raise about(instance_id, e) from None
         finally:
-            if devnull is not None:
-                os.close(devnull)
+            for fd in opened:
+                os.close(fd)
         try:
             pidfd = native.pidfd_open(pid)
         except OSError:
@@ -418,7 +431,7 @@ class Supervisor:
             self.loop.call_soon(self._exec_exited, pid)
         else:
             self.loop.add_reader(pidfd, lambda fd: self._exec_exited(pid))
-        return pid
+        return pid, master
 
     def exec_probe(self, instance_id):
         """A function ``run(args, timeout_s, on_done(code, detail))`` for exec health probes;
@@ -438,7 +451,7 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
             try:
-                pid = self.exec(instance_id, args, on_done=done)
+                pid, _ = self.exec(instance_id, args, on_done=done)
             except EdgertError as e:
                 on_done(None, str(e))
                 return

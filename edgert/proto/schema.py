@@ -255,10 +255,13 @@ METHODS = {
     "exec": Method(
         {"id": NAME, "args": List(Str(max_len=4096), min_len=1, max_len=1000), "env": ENV,
          "cwd": Opt(Nullable(Str(max_len=4096, min_len=1)), None), "tty": Opt(Bool(), False),
+         "tty_size": Opt(Nullable(List(Int(min=1, max=65535), min_len=2, max_len=2)), None),
          "user": Opt(Nullable(Str(max_len=64, min_len=1)), None)},
         fds=3, stream=True,
         doc="runs a process in an instance's container on the passed stdin, stdout, stderr; "
-            "notifies \"started\" {pid}, returns {exit_code}"),
+            "notifies \"started\" {pid}, returns {exit_code}. With tty (no fds needed): a pty "
+            "of the container's devpts, tty_size [rows, columns] (default 24x80), its master "
+            "passed with \"started\""),
     "run": Method(
         {"image": Opt(Nullable(Str(max_len=512, min_len=1)), None),
          "bundle": Opt(Nullable(Str(max_len=4096, min_len=1)), None),

@@ -22,7 +22,7 @@ def receive_master(fd):
     import array
     sock = _socket.socket(fileno=fd)
     try:
-        _, ancillary, _, _ = sock.recvmsg(1024, _socket.CMSG_SPACE(4))
+        _, ancillary, _, _ = sock.recvmsg(1024, _socket.CMSG_SPACE(4), _socket.MSG_CMSG_CLOEXEC)
     finally:
         sock.close()
     for level, kind, data in ancillary:

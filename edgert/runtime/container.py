@@ -99,8 +99,7 @@ class Plan:
             bounding_drop=[], ambient=[], skipped_ambient=[], no_new_privs=False, seccomp=None, seccomp_cfg=None,
             init_fd=-1, idmap_userns={},
             env=[], cwd="/", umask=0o022, args=[], hooks={}, state_json=None,
-            wait_start=False, cpu_affinity=None, stdio=None, exit_record_fd=None,
-            stdio_tty=False)
+            wait_start=False, cpu_affinity=None, stdio=None, exit_record_fd=None)
 
 
 def last_cap():
@@ -384,11 +383,6 @@ def finish_process(plan, ch, native, create_cwd):
         record = fcntl.fcntl(plan.exit_record_fd, fcntl.F_DUPFD_CLOEXEC, RECORD_FD + 1)
     if plan.stdio is not None and not plan.terminal:
         C.set_stdio(plan.stdio)
-        if plan.stdio_tty:  # a fresh pty slave from the caller becomes the controlling tty
-            import fcntl
-            import termios
-            os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     keep = ()
     if record is not None:
         place_exit_record(plan, ch, record)
@@ -907,11 +901,11 @@ class Runtime:
         return exit_code(wait_forwarding(epid, forward))
 
     def spawn_exec(self, container_id, process, console_socket=None, overrides=None,
-                   stdio=None, stdio_tty=False):
+                   stdio=None, console_fd=None):
         """exec without waiting: returns the host pid of the new process, a child of the
-        caller (the runtime makes it a child subreaper), which must reap it. ``stdio_tty``:
-        ``stdio`` is a pty slave that nobody controls yet; the process gets it as its
-        controlling terminal, in a new session (the daemon's `exec -t`)."""
+        caller (the runtime makes it a child subreaper), which must reap it. ``console_fd``
+        (the caller's, who closes it) instead of ``console_socket``: a connected unix socket
+        the pty master of a terminal process is sent on (the daemon's `exec -t`)."""
         from .. import native
         st = self.store.load(container_id)
         status = self._status(st)
@@ -928,17 +922,15 @@ class Runtime:
         plan_process(plan, process, linux.get("seccomp"))
         plan.seccomp = compile_seccomp(plan)
         self._warn_skipped(container_id, plan)
-        if plan.terminal and not console_socket:
+        if plan.terminal and not console_socket and console_fd is None:
             raise ConfigError("exec --tty needs --console-socket")
         plan.ns_join = join_paths(st)
         if st.get("cgroup"):
             plan.cgroup = self._cgroup(st)
         plan.stdio = check_stdio(stdio)
-        plan.stdio_tty = bool(stdio_tty and stdio)
-        if plan.stdio_tty:
-            import fcntl  # noqa: F401  (loaded now: the child cannot once inside the container)
-            import termios  # noqa: F401
-        if console_socket:
+        if console_fd is not None:
+            plan.console_fd = os.dup(console_fd)  # not inheritable, closed below like ours
+        elif console_socket:
             plan.console_fd = connect_console(console_socket)
         native.set_child_subreaper(True)
         parent = child = None
@@ -985,6 +977,8 @@ def process_from(base, overrides):
     proc["args"] = list(overrides["args"])
     proc["terminal"] = overrides.get("terminal", False)
     proc.pop("consoleSize", None)
+    if overrides.get("consoleSize"):
+        proc["consoleSize"] = overrides["consoleSize"]
     env = {e.split("=", 1)[0]: e for e in base.get("env", [])}
     for entry in overrides.get("env", []):
         env[entry.split("=", 1)[0]] = entry

@@ -258,17 +258,24 @@ def test_logs_follow_and_events(daemon, images):
 
 
 def test_exec_with_a_terminal(daemon, images):
-    """`edgert exec -t` from a terminal: the process gets its own controlling pty."""
+    """`edgert exec -t` from a terminal: the process gets a pty of the container's own devpts
+    as its controlling terminal (so `tty` names it), sized as the client's terminal, and
+    follows the client's window size changes."""
+    import fcntl
+    import struct
     import subprocess
+    import termios
     daemon.start()
     daemon.import_service(service_input("term", images["good"]))
     daemon.cli("instance", "add", "term", "--id", "x1")
     daemon.wait_for(lambda: daemon.inspect("x1")["state"] == "running", "running")
     master, slave = os.openpty()
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    script = ("[ -t 0 ] && echo isatty; awk '{print \"ttynr=\" $7}' /proc/self/stat; "
+              "echo name=$(tty); echo size=$(stty size); echo term=$TERM; "
+              "read line; echo got=$line; echo size=$(stty size); exit 4")
     proc = subprocess.Popen([daemon.cli_bin, "--socket", daemon.socket, "exec", "-t", "x1",
-                             "sh", "-c", "[ -t 0 ] && echo isatty; awk '{print \"ttynr=\" $7}' "
-                             "/proc/self/stat; echo term=$TERM; read line; echo got=$line; "
-                             "exit 4"], stdin=slave, stdout=slave, stderr=slave,
+                             "sh", "-c", script], stdin=slave, stdout=slave, stderr=slave,
                             env=dict(daemon.env, TERM="vt100"), start_new_session=True)
     os.close(slave)
     out = b""
@@ -281,6 +288,9 @@ def test_exec_with_a_terminal(daemon, images):
             except OSError:
                 break
         if b"term=vt100" in out and not sent:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            proc.send_signal(signal.SIGWINCH)  # not its controlling terminal: no SIGWINCH
+            time.sleep(0.3)
             os.write(master, b"hello\r")
             sent = True
     assert proc.wait(10) == 4, out
@@ -288,6 +298,8 @@ def test_exec_with_a_terminal(daemon, images):
     text = out.decode(errors="replace")
     assert "isatty" in text and "term=vt100" in text and "got=hello" in text, text
     assert "ttynr=0\r" not in text and "ttynr=" in text  # a controlling terminal
+    assert "name=/dev/pts/0\r" in text, text  # the container's devpts: its first pty
+    assert "size=33 101\r" in text and "size=40 120\r" in text, text
 
 
 def test_stop_then_download_strategy(daemon, images):

@@ -60,7 +60,14 @@ class Handler:
             return STREAM
         if method == "logs":  # a finite stream answered at once
             for i in range(params["tail"] or 0):
-                conn.notify("log", {"line": i})
+                fds_out = ()
+                if params["id"] == "with-fds" and i % 2:  # a pipe's read end, "line i" in it
+                    r, w = os.pipe()
+                    os.write(w, b"line %d" % i)
+                    os.close(w)
+                    fds_out = [r]
+                note = {"line": i, "fd": True} if fds_out else {"line": i}
+                conn.notify("log", note, fds_out)
             return {"lines": params["tail"]}
         if method == "stats":  # a stream that stays quiet
             conn.on_close(self._stream_closed)
@@ -334,6 +341,32 @@ def test_descriptors_are_given_to_the_request_and_closed(server):
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_notifications_carry_descriptors_to_the_client(server):
+    """Each descriptor arrives by the time its notification is decoded, also when many
+    notifications come in one read; the server keeps no copy, also of descriptors for a
+    client that has gone."""
+    with Connection(server.path) as conn:
+        base = conn.call("status")["fds"]
+        got = []
+        for kind, *rest in conn.stream("logs", {"id": "with-fds", "tail": 200}):
+            if kind == "notification":
+                fds = conn.take_fds()
+                assert len(fds) == rest[1].get("fd", 0), rest
+                for fd in fds:
+                    assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+                    got.append(os.read(fd, 100))
+                    os.close(fd)
+        assert got == [b"line %d" % i for i in range(1, 200, 2)]
+        assert conn.call("status")["fds"] == base
+        sock = raw_connect(server)  # asks and leaves without reading
+        sock.sendall(rpc.encode_request(1, "logs", {"id": "with-fds", "tail": 4000}))
+        sock.close()
+        deadline = time.monotonic() + 5
+        while conn.call("status")["fds"] != base and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert conn.call("status")["fds"] == base
 
 
 def test_descriptors_with_the_whole_request_and_behind_a_deferred_one(server):

@@ -316,11 +316,12 @@ def test_exec_runs_in_the_container_with_given_stdio(env):
     r, w = os.pipe()
     done = []
     try:
-        pid = sup.exec(iid, sh("busybox hostname; echo $FOO; pwd; exit 4"), env=["FOO=bar"],
-                       cwd="/tmp", stdio=(0, w, w), on_done=done.append)
+        pid, master = sup.exec(iid, sh("busybox hostname; echo $FOO; pwd; exit 4"),
+                               env=["FOO=bar"], cwd="/tmp", stdio=(0, w, w),
+                               on_done=done.append)
     finally:
         os.close(w)
-    assert pid > 0
+    assert pid > 0 and master is None
     env.run_until(lambda: done, "the exec to end")
     with os.fdopen(r, "rb") as f:
         assert f.read() == b"insidebox\nbar\n/tmp\n"
@@ -329,6 +330,24 @@ def test_exec_runs_in_the_container_with_given_stdio(env):
     sup.exec(iid, sh("kill -9 $$"), on_done=quiet.append)  # stdio defaults to /dev/null
     env.run_until(lambda: quiet, "the second exec")
     assert quiet == [137]
+
+    ended = []
+    _, master = sup.exec(iid, sh("tty; stty size; [ -t 0 ] && exit 5"), on_done=ended.append,
+                         tty_size={"height": 30, "width": 90})
+    try:
+        env.run_until(lambda: ended, "the terminal exec")
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the slave side is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+    assert out == b"/dev/pts/0\r\n30 90\r\n" and ended == [5], out
 
 
 def test_stats_from_the_cgroup(env):

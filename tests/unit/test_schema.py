@@ -33,7 +33,8 @@ def test_defaults_are_filled_and_fresh():
     assert schema.validate("instance.add", {"service": "web"})["config_maps"] == {}
     assert schema.validate("ping", None) == {}
     assert schema.validate("exec", {"id": "a", "args": ["sh"]}) == {
-        "id": "a", "args": ["sh"], "env": [], "cwd": None, "tty": False, "user": None}
+        "id": "a", "args": ["sh"], "env": [], "cwd": None, "tty": False, "tty_size": None,
+            "user": None}
 
 
 def test_messages_name_method_param_and_types():

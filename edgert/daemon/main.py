@@ -242,7 +242,8 @@ class Daemon:
             status = self.orchestra.status(iid)
             stats = self.supervisor.stats(iid) if self.supervisor.running(iid) else None
             last = status.get("last_exit") or {}
-            rows.append(instance_row(status, stats, last.get("oom_kills") or 0))
+            rows.append(instance_row(status, stats, last.get("oom_kills") or 0,
+                                     self.supervisor.net_counters(iid)))
         return self.scraper.exposition() + runtime_metrics(rows)
 
     def _scrape(self):

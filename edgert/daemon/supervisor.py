@@ -371,6 +371,25 @@ class Supervisor:
         text = (st.get("annotations") or {}).get("edgert.version")
         return int(text) if isinstance(text, str) and text.isdigit() else None
 
+    def net_counters(self, instance_id):
+        """The traffic counters of the container's interfaces (telemetry.parse_net_dev), or
+        None when it is not running or shares the daemon's network namespace."""
+        from .telemetry import parse_net_dev
+        tracked = self.tracked.get(instance_id)
+        if tracked is None:
+            return None
+        try:
+            if os.stat("/proc/%d/ns/net" % tracked.pid).st_ino == os.stat(
+                    "/proc/self/ns/net").st_ino:
+                return None  # the host's interfaces are not the container's
+            with open("/proc/%d/net/dev" % tracked.pid, "rb") as f:
+                text = f.read(1 << 20).decode("utf-8", "replace")
+        except OSError:
+            return None
+        if tracked.pidfd is not None and select.select([tracked.pidfd], [], [], 0)[0]:
+            return None  # it ended meanwhile: the pid may be another process's now
+        return parse_net_dev(text)
+
     def stats(self, instance_id):
         """{"memory_bytes", "memory_limit", "cpu_ns", "pids"} from the container's cgroup (a
         value is None when the kernel offers none; a limit of None is unlimited)."""

@@ -38,13 +38,53 @@ RUNTIME_FAMILIES = (
 )
 
 
+# (name, help, field of /proc/PID/net/dev) per interface of the container's namespace
+NET_FAMILIES = (
+    ("edgert_container_network_receive_bytes_total", "Bytes the container's interface received.",
+     "rx_bytes"),
+    ("edgert_container_network_receive_packets_total",
+     "Packets the container's interface received.", "rx_packets"),
+    ("edgert_container_network_receive_packets_dropped_total",
+     "Received packets the container's interface dropped.", "rx_dropped"),
+    ("edgert_container_network_transmit_bytes_total", "Bytes the container's interface sent.",
+     "tx_bytes"),
+    ("edgert_container_network_transmit_packets_total",
+     "Packets the container's interface sent.", "tx_packets"),
+    ("edgert_container_network_transmit_packets_dropped_total",
+     "Packets to send the container's interface dropped.", "tx_dropped"),
+)
+NET_DEV_COLUMNS = {"rx_bytes": 0, "rx_packets": 1, "rx_dropped": 3,
+                   "tx_bytes": 8, "tx_packets": 9, "tx_dropped": 11}
+MAX_INTERFACES = 32  # a container can make links in its namespace: its series stay bounded
+
+
+def parse_net_dev(text):
+    """{interface: {"rx_bytes", ...}} from /proc/PID/net/dev, loopback left out, the first
+    MAX_INTERFACES by name. Names come from the container (anything but "/", ":" and
+    blanks); lines that do not parse are skipped."""
+    counters = {}
+    for line in text.splitlines()[2:]:
+        name, colon, rest = line.partition(":")
+        name = name.strip()
+        fields = rest.split()
+        if not colon or not name or name == "lo" or len(fields) < 16:
+            continue
+        try:
+            values = {key: int(fields[i]) for key, i in NET_DEV_COLUMNS.items()}
+        except ValueError:
+            continue
+        counters[name] = values
+    return {name: counters[name] for name in sorted(counters)[:MAX_INTERFACES]}
+
+
 def _label(value):
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def runtime_metrics(rows):
     """Prometheus text for ``rows``: one dict per instance with "id", "service" and the
-    keys RUNTIME_FAMILIES name (missing keys are left out)."""
+    keys RUNTIME_FAMILIES name (missing keys are left out), and "net" as parse_net_dev gives
+    it."""
     out = []
     for name, kind, help_text, key in RUNTIME_FAMILIES:
         samples = []
@@ -58,10 +98,17 @@ def runtime_metrics(rows):
         if samples:
             out.append("# HELP %s %s\n# TYPE %s %s\n" % (name, help_text, name, kind))
             out.extend(samples)
+    for name, help_text, key in NET_FAMILIES:
+        samples = ['%s{instance="%s",service="%s",interface="%s"} %d\n' % (
+            name, _label(row["id"]), _label(row["service"]), _label(interface), values[key])
+            for row in rows for interface, values in sorted((row.get("net") or {}).items())]
+        if samples:
+            out.append("# HELP %s %s\n# TYPE %s counter\n" % (name, help_text, name))
+            out.extend(samples)
     return "".join(out).encode()
 
 
-def instance_row(status, stats, oom_kills):
+def instance_row(status, stats, oom_kills, net=None):
     rollout = status.get("rollout") or {}
     row = {"id": status["id"], "service": status["node_service"],
            "up": 1 if status.get("state") == "running" else 0,
@@ -70,7 +117,7 @@ def instance_row(status, stats, oom_kills):
            "good_version": status.get("good_version") or 0,
            "rollout_active": 1 if rollout and not rollout.get("outcome") else 0,
            "failed_versions": len(status.get("failed_versions") or ()),
-           "oom_kills": oom_kills}
+           "oom_kills": oom_kills, "net": net}
     if stats:
         row["memory_bytes"] = stats.get("memory_bytes")
         row["memory_limit"] = stats.get("memory_limit")

@@ -386,6 +386,21 @@ def test_lan_client_reaches_the_wan_through_the_containers_nat(world, netdaemon,
     info = d.inspect("n1")
     print("inspect network:", json.dumps(info.get("network")))
     assert info.get("network"), "inspect shows no network object: %r" % info
+
+    # the traffic shows in the runtime's per-interface counters
+    body = d.cli("metrics").stdout.decode()
+    counters = {}
+    for line in body.splitlines():
+        if line.startswith("edgert_container_network_") and 'instance="n1"' in line:
+            name, value = line.rsplit(" ", 1)
+            counters[name] = int(value)
+    for interface in ("lan0", "wan0"):
+        for family in ("receive_bytes", "transmit_bytes", "receive_packets",
+                       "transmit_packets"):
+            key = ('edgert_container_network_%s_total{instance="n1",service="gw",'
+                   'interface="%s"}' % (family, interface))
+            assert counters.get(key, 0) > 0, (key, body)
+    assert not any('interface="lo"' in name for name in counters)
     assert_pyroute2_never_imported(d)
 
 

@@ -312,3 +312,53 @@ def test_promtool_parses_what_the_scraper_exposes(series, tmp_path_factory):
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
     assert proc.returncode in (0, 3), proc.stdout  # 3: lint advice only, 1: parse error
     assert b"error while linting" not in proc.stdout
+
+
+# --- the runtime's network counters ------------------------------------------------------------
+
+NET_DEV = """Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     120       2    0    0    0     0          0         0      120       2    0    0    0     0       0          0
+  lan0:    5000      40    1    2    0     0          0         3     7000      50    0    4    0     0       0          0
+wan"0\\x:1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16
+  short: 1 2 3
+  bad0: 1 2 3 x 5 6 7 8 9 10 11 12 13 14 15 16
+"""
+
+
+def test_net_dev_counters_skip_loopback_and_lines_that_do_not_parse():
+    from edgert.daemon.telemetry import parse_net_dev
+    assert parse_net_dev(NET_DEV) == {
+        "lan0": {"rx_bytes": 5000, "rx_packets": 40, "rx_dropped": 2,
+                 "tx_bytes": 7000, "tx_packets": 50, "tx_dropped": 4},
+        'wan"0\\x': {"rx_bytes": 1, "rx_packets": 2, "rx_dropped": 4,
+                     "tx_bytes": 9, "tx_packets": 10, "tx_dropped": 12}}
+
+
+def test_a_container_with_many_links_gets_a_bounded_number_of_series():
+    from edgert.daemon import telemetry
+    lines = NET_DEV.splitlines()[:2] + [
+        "d%03d: %s" % (i, " ".join(["1"] * 16)) for i in range(200)]
+    counters = telemetry.parse_net_dev("\n".join(lines))
+    assert sorted(counters) == ["d%03d" % i for i in range(telemetry.MAX_INTERFACES)]
+
+
+def test_network_series_are_labelled_per_interface_and_pass_promtool():
+    from edgert.daemon import telemetry
+    row = telemetry.instance_row({"id": "n1", "node_service": "gw", "state": "running"},
+                                 None, 0, telemetry.parse_net_dev(NET_DEV))
+    body = telemetry.runtime_metrics([row, telemetry.instance_row(
+        {"id": "n2", "node_service": "gw"}, None, 0)])
+    text = body.decode()
+    assert ('edgert_container_network_receive_bytes_total{instance="n1",service="gw",'
+            'interface="lan0"} 5000\n') in text
+    assert ('edgert_container_network_transmit_packets_dropped_total{instance="n1",'
+            'service="gw",interface="wan\\"0\\\\x"} 12\n') in text
+    assert text.count("# TYPE edgert_container_network_receive_bytes_total counter\n") == 1
+    assert 'instance="n2",service="gw",interface' not in text
+    promtool = shutil.which("promtool")
+    if promtool:
+        proc = subprocess.run([promtool, "check", "metrics"], input=body,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        assert proc.returncode in (0, 3) and b"error while linting" not in proc.stdout, \
+            proc.stdout

@@ -11,6 +11,7 @@ import time
 from .. import __version__
 from ..errors import EdgertError, NotFound, StateError
 from . import model
+from .orchestra import iso_now
 
 DEFER = object()
 FOLLOW_POLL_S = 0.25
@@ -418,8 +419,4 @@ def _close(fds):
             os.close(fd)
         except OSError:
             pass
-
-
-def iso_now():
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 

@@ -160,7 +160,7 @@ class Orchestra:
                     except StateError:
                         rec = None
                     if rec is not None:
-                        self._save(dict(doc, rollout=rec))
+                        self._save(dict(doc, rollout=stamped(rec)))
                         self.emit(iid, "rollout-abandoned", rollout.describe(rec))
                         self.reconcile(iid)
                         return
@@ -222,7 +222,7 @@ class Orchestra:
         rec = rollout.begin(doc.get("current_version"), target,
                             version.get("rollout_strategy", "download-then-stop"),
                             self.loop.time(), rid)
-        doc = dict(doc, rollout=rec, override=False)
+        doc = dict(doc, rollout=stamped(rec), override=False)
         self._save(doc)
         self.emit(iid, "rollout-started", "version %s -> %s (%s)" % (
             doc.get("current_version"), target, "first deployment" if first else why))
@@ -692,10 +692,22 @@ def supervised(doc):
     return version
 
 
+def stamped(rec):
+    """Rollout record ``rec`` with the wall-clock time added to its new history entries (a
+    fourth element), for people reading `edgert inspect`: the record's own times are the
+    loop's monotonic clock, because watch windows must not follow a clock that jumps when
+    NTP syncs."""
+    if not any(len(entry) == 3 for entry in rec["history"]):
+        return rec
+    stamp = iso_now()
+    return dict(rec, history=[entry if len(entry) > 3 else list(entry) + [stamp]
+                              for entry in rec["history"]])
+
+
 def with_rollout(doc, rec):
     """Instance ``doc`` with rollout record ``rec``. An ended rollout leaves its good version
     current (None: nothing runs), even if a crash came between a start and its record."""
-    doc = dict(doc, rollout=rec)
+    doc = dict(doc, rollout=stamped(rec))
     if rollout.finished(rec):
         doc["current_version"] = rec["good_version"]
     return doc

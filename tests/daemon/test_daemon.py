@@ -312,8 +312,12 @@ def test_stop_then_download_strategy(daemon, images):
     daemon.import_service(service_input("low", images["good"], env={"V": "2"},
                                         rollout_strategy="stop-then-download"))
     daemon.wait_for(lambda: daemon.inspect("l1")["good_version"] == 2, "v2 committed")
-    steps = [h[1] for h in daemon.inspect("l1")["rollout"]["history"]]
+    history = daemon.inspect("l1")["rollout"]["history"]
+    steps = [h[1] for h in history]
     assert steps.index("stop_old") < steps.index("fetch") < steps.index("start_new"), steps
+    today = time.strftime("%Y-%m-%dT", time.gmtime())
+    assert all(len(h) == 4 and h[3].startswith(today) and h[3].endswith("Z")
+               for h in history), history  # each step's wall-clock time
     assert daemon.cli("exec", "l1", "sh", "-c", "echo $V").stdout == b"2\n"
 
 

@@ -605,3 +605,14 @@ def test_a_host_that_lacks_something_does_not_fail_the_version():
     done = R.advance(now, OK, 12)
     assert done["step"] == "watch"
     assert R.retry_now(done, 13) is done
+
+
+def test_history_entries_get_their_wall_clock_time_once():
+    from edgert.daemon import orchestra
+    rec = R.begin(1, 2, "download-then-stop", 100.0, 1)
+    first = orchestra.stamped(rec)
+    assert len(first["history"]) == 1 and len(first["history"][0]) == 4
+    assert rec["history"][0] == [100.0, "begin", rec["history"][0][2]]  # not changed in place
+    later = orchestra.stamped(R.advance(first, OK, 105.0))
+    assert [len(h) for h in later["history"]] == [4] * len(later["history"])
+    assert later["history"][0] == first["history"][0]  # an old stamp stays

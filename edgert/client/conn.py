@@ -15,6 +15,11 @@ from ..proto import rpc
 
 READ_CHUNK = 65536
 MAX_FDS = 4  # the daemon sends one (exec -t's pty master); more are closed
+# Silence this long on a connection (a stop's grace period, a quiet `logs -f`) makes the
+# client ping edgertd on a second connection: a daemon that answers that is busy or has
+# nothing to say, one that does not within as long again is hung, and the command fails
+# instead of waiting for ever (a serial console has nobody to press ^C).
+SILENCE_S = 15.0
 MAX_ANSWER = 16 << 20  # a service list or an inspect of a big instance stays far below
 
 
@@ -40,8 +45,11 @@ def _group_name(gid):
 
 
 class Connection:
-    def __init__(self, path=None):
+    def __init__(self, path=None, silence_s=SILENCE_S, probe=True):
+        """``probe``: on ``silence_s`` without a byte, ping on a second connection (False:
+        fail at once, as that second connection itself does)."""
         self.path = path or default_path()
+        self.silence_s, self.probe = silence_s, probe
         self._next_id = 0
         self._decoder = rpc.Decoder(MAX_ANSWER, MAX_ANSWER + READ_CHUNK)
         self._messages = []
@@ -49,6 +57,7 @@ class Connection:
         self._message_fds = []  # those of each message in _messages
         self._partial_fds = []  # those of the message the decoder has only part of
         self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        self.sock.settimeout(silence_s)
         try:
             self.sock.connect(self.path)
         except (FileNotFoundError, ConnectionRefusedError) as e:
@@ -61,6 +70,9 @@ class Connection:
             self.sock.close()
             raise EdgertError("permission denied on %s: run as root or as a member of group %s"
                               % (self.path, self._socket_group()), code="forbidden") from None
+        except TimeoutError:
+            self.sock.close()
+            raise self._hung("accepted no connection within") from None
         except OSError as e:
             self.sock.close()
             raise EdgertError("cannot connect to edgertd at %s: %s" % (self.path, e.strerror),
@@ -129,6 +141,8 @@ class Connection:
                     fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds))])
                 data = data[1:]
             self.sock.sendall(data)
+        except TimeoutError:
+            raise self._hung("read nothing of the request within") from None
         except OSError as e:
             raise self._lost(e) from None
         return self._next_id
@@ -138,6 +152,9 @@ class Connection:
             try:
                 data, ancillary, _, _ = self.sock.recvmsg(
                     READ_CHUNK, _socket.CMSG_SPACE(MAX_FDS * 4), _socket.MSG_CMSG_CLOEXEC)
+            except TimeoutError:
+                self._check_alive()
+                continue
             except OSError as e:
                 raise self._lost(e) from None
             received = [int.from_bytes(payload[i:i + 4], sys.byteorder)
@@ -170,6 +187,26 @@ class Connection:
                 for fd in received:
                     os.close(fd)
         self._messages, self._message_fds = messages, fds_of
+
+    def _check_alive(self):
+        """Returns when edgertd answers a ping on a second connection; raises if not."""
+        if self.probe:
+            try:
+                side = Connection(self.path, self.silence_s, probe=False)
+                try:
+                    side.call("ping")
+                    return
+                finally:
+                    side.close()
+            except EdgertError as e:
+                if e.code != "hung":
+                    raise
+        raise self._hung("answered nothing, not even a ping on a second connection, for")
+
+    def _hung(self, what):
+        return EdgertError("edgertd at %s %s %g s: it may be hung; see its log, and restart it "
+                           "(its containers keep running)" % (self.path, what, self.silence_s),
+                           code="hung")
 
     def _lost(self, exc):
         why = ": %s" % exc.strerror if exc is not None and exc.strerror else ""

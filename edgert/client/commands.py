@@ -16,7 +16,7 @@ containers (node service instances):
   inspect ID                  everything about one instance
   logs [-f] [--tail N] ID     container output
   start | stop | restart ID [-t SECONDS]
-  exec [-t] ID CMD [ARG...]   run a command inside a running instance
+  exec [-t] [-u USER] ID CMD...  run a command inside a running instance
   stats [ID]                  memory, cpu and pids from the cgroups
   events                      follow what the daemon does
   run [--name N] [-e K=V]... (--bundle DIR | IMAGE) [CMD...]
@@ -209,13 +209,20 @@ class Cli:
         return 0
 
     def cmd_exec(self, args):
-        tty = False
-        while args and args[0] in ("-t", "-it", "-ti", "-i", "--tty"):
+        tty, user = False, None
+        while args and args[0] in ("-t", "-it", "-ti", "-i", "--tty", "-u", "--user"):
+            if args[0] in ("-u", "--user"):
+                if len(args) < 2:
+                    raise Usage("exec -u USER[:GROUP] ID CMD [ARG...]")
+                user, args = args[1], args[2:]
+                continue
             tty = tty or "t" in args[0]
             args = args[1:]
         if len(args) < 2:
-            raise Usage("exec [-t] ID CMD [ARG...]")
+            raise Usage("exec [-t] [-u USER[:GROUP]] ID CMD [ARG...]")
         params = {"id": args[0], "args": args[1:], "tty": tty}
+        if user is not None:
+            params["user"] = user
         return self._foreground("exec", params, tty)
 
     def cmd_run(self, args):

@@ -123,8 +123,14 @@ def refusal(argv):
 
 
 def _exec_wants_tty(args):
-    """exec's options come before the instance id: -t, -it, -ti or --tty ask for a terminal."""
-    for arg in args:
+    """exec's options come before the instance id: -t, -it, -ti or --tty ask for a terminal
+    (-u and --user take a value)."""
+    args = list(args)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-u", "--user"):
+            del args[:1]
+            continue
         if arg == "--tty":
             return True
         if not arg.startswith("-") or arg.startswith("--"):

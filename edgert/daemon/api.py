@@ -283,7 +283,8 @@ class Api:
         try:
             pid, master = self.sup.exec(iid, p["args"], env=p.get("env") or None,
                                         cwd=p.get("cwd"), stdio=tuple(fds) or None,
-                                        on_done=finished, tty_size=tty_size)
+                                        on_done=finished, tty_size=tty_size,
+                                        user=p.get("user"))
         finally:
             _close(fds)
         self.foreground[pid] = (req.conn, iid)

@@ -19,6 +19,7 @@ STRAY_GRACE_S: a child another part of the daemon forked is reaped by its owner 
 import errno
 import os
 import select
+import stat
 import time
 
 from .. import linuxconst as K
@@ -408,9 +409,11 @@ class Supervisor:
     # -- exec -----------------------------------------------------------------------------
 
     def exec(self, instance_id, args, env=None, cwd=None, stdio=None, on_done=None,
-             tty_size=None):
+             tty_size=None, user=None):
         """Runs ``args`` in the running container (its process settings, plus ``env``
-        entries and ``cwd``); ``stdio``: three fds, default /dev/null. With ``tty_size``
+        entries, ``cwd`` and ``user``: "name", "uid", "name:group", "uid:gid", resolved
+        against the container's own /etc/passwd and /etc/group);
+        ``stdio``: three fds, default /dev/null. With ``tty_size``
         ({"height", "width"}) the process gets a pty of the container's own devpts as its
         controlling terminal instead. Returns (pid, the pty master or None);
         ``on_done(exit code)`` when it ends (128+N when killed by signal N)."""
@@ -419,6 +422,8 @@ class Supervisor:
         overrides = {"args": list(args), "env": list(env or [])}
         if cwd is not None:
             overrides["cwd"] = cwd
+        if user is not None:
+            overrides["user"] = self._user_of(instance_id, user)
         opened = []
         master = None
         try:
@@ -451,6 +456,25 @@ class Supervisor:
         else:
             self.loop.add_reader(pidfd, lambda fd: self._exec_exited(pid))
         return pid, master
+
+    def _user_of(self, instance_id, user):
+        """The OCI user object for ``user`` in the running container: names are looked up in
+        its /etc/passwd and /etc/group, read inside its root (never following a link out)."""
+        from .bundle import parse_user
+        files = [None, None]
+        if not all(part.isdigit() for part in user.split(":")):
+            root = os.open("/proc/%d/root" % self.tracked[instance_id].pid,
+                           os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                files = [_small_file_in(root, path) for path in ("/etc/passwd", "/etc/group")]
+            finally:
+                os.close(root)
+        try:
+            uid, gid, extra = parse_user(user, *files)
+        except ConfigError as e:
+            raise ConfigError("exec in instance %s: %s" % (
+                instance_id, str(e).replace("the image's", "the container's"))) from None
+        return {"uid": uid, "gid": gid, "additionalGids": extra}
 
     def exec_probe(self, instance_id):
         """A function ``run(args, timeout_s, on_done(code, detail))`` for exec health probes;
@@ -698,3 +722,26 @@ def unmount_all(path):
             if e.errno in (errno.EINVAL, errno.ENOENT):
                 return  # not a mount point (any more), or no such path
             raise
+
+
+USER_FILE_LIMIT = 1 << 20
+
+
+def _small_file_in(root_fd, path):
+    """The text of a regular file at ``path`` inside the directory ``root_fd`` (resolved as
+    if it were "/"), at most USER_FILE_LIMIT bytes; None when it is missing or no regular
+    file (a FIFO planted there must not block the daemon)."""
+    from .health import open_in_root
+    try:
+        fd = open_in_root(root_fd, path)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with open("/proc/self/fd/%d" % fd, "rb") as f:
+            return f.read(USER_FILE_LIMIT).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)

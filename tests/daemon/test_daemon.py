@@ -257,6 +257,33 @@ def test_logs_follow_and_events(daemon, images):
     assert "rollout-started" in out and "committed" in out
 
 
+def test_exec_as_another_user(daemon, images):
+    """`edgert exec -u`: numeric ids as given, names from the container's own /etc/passwd and
+    /etc/group (read inside its root: a link planted there never reaches the host's), and a
+    clear error for a name it does not have."""
+    daemon.start()
+    daemon.import_service(service_input("usr", images["good"]))
+    daemon.cli("instance", "add", "usr", "--id", "u1")
+    daemon.wait_for(lambda: daemon.inspect("u1")["state"] == "running", "running")
+
+    def ids(*user):
+        return daemon.cli("exec", "-u", *user, "u1", "sh", "-c",
+                          "echo $(id -u) $(id -g)").stdout.decode().split()
+    assert ids("1234:567") == ["1234", "567"]
+    assert ids("nobody") == ["65534", "65534"]
+    assert ids("nobody:0") == ["65534", "0"]
+    failed = daemon.cli("exec", "-u", "edgert-nosuch", "u1", "true", check=False)
+    assert failed.returncode != 0
+    assert b"edgert-nosuch is not in the container's /etc/passwd" in failed.stderr, failed.stderr
+    # the container swaps its passwd for a link to the host's: a host user must not resolve
+    host_user = open("/etc/passwd").read().splitlines()[1].split(":")[0]  # e.g. daemon
+    daemon.cli("exec", "u1", "sh", "-c", "mv /etc/passwd /etc/passwd.orig && "
+               "ln -s ../../../../../../../../etc/passwd /etc/passwd")
+    gone = daemon.cli("exec", "-u", host_user, "u1", "true", check=False)
+    assert gone.returncode != 0 and b"not in the container's /etc/passwd" in gone.stderr, \
+        gone.stderr
+
+
 def test_exec_with_a_terminal(daemon, images):
     """`edgert exec -t` from a terminal: the process gets a pty of the container's own devpts
     as its controlling terminal (so `tty` names it), sized as the client's terminal, and

@@ -291,6 +291,9 @@ def test_terminal_programs_are_refused(session):
     shown = s.command(b"exec -it web sh")
     assert b"no terminal programs inside the console" in shown and not ran(shown)
     assert ran(s.command(b"exec web ls -t")) == [["exec", "web", "ls", "-t"]]
+    shown = s.command(b"exec -u nobody -t web sh")
+    assert b"no terminal programs inside the console" in shown and not ran(shown)
+    assert ran(s.command(b"exec -u t web ls")) == [["exec", "-u", "t", "web", "ls"]]
 
 
 def test_help_lists_the_dispatcher_commands(session):

@@ -235,7 +235,7 @@ class Cli:
                 raise Usage("run [--name N] [-e K=V]... (--bundle DIR | IMAGE) [CMD...]")
             image, rest = rest[0], rest[1:]
         params = {"image": image, "bundle": bundle and os.path.abspath(bundle), "args": rest,
-                  "rm": True, "name": _one(options, "--name"),
+                  "name": _one(options, "--name"),
                   "env": options.get("-e", []) + options.get("--env", []),
                   "tty": bool(options.get("-t") or options.get("--tty"))}
         return self._foreground("run", params, params["tty"])

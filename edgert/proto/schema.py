@@ -265,7 +265,7 @@ METHODS = {
     "run": Method(
         {"image": Opt(Nullable(Str(max_len=512, min_len=1)), None),
          "bundle": Opt(Nullable(Str(max_len=4096, min_len=1)), None),
-         "args": ARGS, "rm": Opt(Bool(), True), "name": Opt(Nullable(NAME), None),
+         "args": ARGS, "name": Opt(Nullable(NAME), None),
          "env": ENV, "tty": Opt(Bool(), False)},
         fds=3, stream=True,
         doc="runs a one-off container from an image or a bundle on the passed stdin, stdout, "

@@ -27,6 +27,10 @@ from .. import native
 from ..errors import ConfigError, EdgertError, NotFound, StateError
 from ..fsutil import atomic_write
 from ..jsonfast import dumps
+# Every container start and exec (health probes included) runs these two in forked
+# children: imported once here, or each child would load them again.
+from ..runtime import child as _setup_steps  # noqa: F401
+from ..runtime import linux as _linux_steps  # noqa: F401
 from ..runtime import state as S
 from ..runtime.container import Runtime
 from ..runtime.sync import describe

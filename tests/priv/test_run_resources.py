@@ -156,6 +156,26 @@ def oom_limits(limit):
     return memory
 
 
+def test_pid_1_is_in_its_cgroups_and_its_cgroup_namespace_is_rooted_there(oci, make_bundle):
+    """The cgroup namespace is made after the join, so inside every hierarchy reads "/";
+    without one, pid 1 sees its full path in the container's cgroups."""
+    cid = unique("cgns")
+    bundle = make_bundle(["/bin/sh", "-c", "cat /proc/self/cgroup; cat /proc/1/cgroup"])
+    proc = oci("run", "--bundle", bundle, cid)
+    lines = proc.stdout.decode().split()
+    assert lines and all(line.endswith(":/") for line in lines), lines
+    no_ns = make_bundle(["/bin/sh", "-c", "cat /proc/1/cgroup"], edit=lambda config: config[
+        "linux"].update(namespaces=[n for n in config["linux"]["namespaces"]
+                                    if n["type"] != "cgroup"]))
+    cid2 = unique("cg-no-ns")
+    inside = oci("run", "--bundle", no_ns, cid2).stdout.decode().split()
+    lay = layout()
+    key, mount = ("memory", lay.v1["memory"]) if "memory" in lay.v1 else ("", lay.unified)
+    directory = cgroup_dirs(cid2)[key]
+    assert any(line.split(":")[1] == key and line.split(":", 2)[2] == directory[len(mount):]
+               for line in inside), (inside, directory)
+
+
 def test_memory_hog_is_oom_killed_in_the_foreground(oci, make_bundle):
     cid = unique("mem-oom-fg")
     bundle = make_bundle(["/probe", "memhog", "200"],

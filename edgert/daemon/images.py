@@ -28,6 +28,8 @@ class Images:
         self.snapshots = Snapshotter(root)
         from ..host import apikeys
         self.api_keys = apikeys.Store(root)  # the device's keys, shared with the API
+        # on_missing_key(iid, message): a starting version names a role without a key
+        self.on_missing_key = None
 
     def source_for(self, service, version):
         sources = version.get("image_sources") or []
@@ -112,11 +114,12 @@ class Images:
         if os.path.isdir(directory):
             os.rmdir(directory)
 
-    def write_host_files(self, iid, doc, service, version=None, synced=None):
+    def write_host_files(self, iid, doc, service, version=None, synced=None, starting=False):
         """The files under /host: the config maps of the instance, and with ``version``
         its environment as lxc.env and its API keys; ``synced`` (not None) writes
         .time-status. Each is replaced atomically, never through what the container put at
-        its name (hostdir.py); a config map that was removed disappears."""
+        its name (hostdir.py); a config map that was removed disappears. ``starting``: the
+        version is about to start, and a role it names without a key is reported."""
         from ..host import apikeys, hostdir
         directory = self.prepare_host_dir(iid)
         maps = doc.get("config_maps") or {}
@@ -141,7 +144,13 @@ class Images:
         except OSError as e:
             raise _host_error(iid, e) from None
         if version is not None:
-            self.write_api_keys(iid, doc, version)
+            missing = self.write_api_keys(iid, doc, version)
+            for role in missing if starting else ():
+                message = apikeys.missing_message(iid, version.get("version"), role)
+                if self.on_missing_key is not None:
+                    self.on_missing_key(iid, message)
+                else:
+                    self.loop.log(message)
 
     def _remove_stray(self, iid, dfd, name):
         """An entry of /host that edgert did not write goes; one the container made
@@ -155,8 +164,8 @@ class Images:
 
     def write_api_keys(self, iid, doc, version):
         """/host/api-keys for instance ``iid`` running ``version``: one file per role the
-        version names that this device has a key for (and no others); the roles without a
-        key are logged, with how to provision them, and returned."""
+        version names that this device has a key for (and no others); returns the roles
+        without a key."""
         from ..host import apikeys
         roles = version.get("api_key_roles") or []
         try:
@@ -169,8 +178,6 @@ class Images:
                             self._workload_owner(doc, version))
         except OSError as e:
             raise _host_error(iid, e) from None
-        for role in missing:
-            self.loop.log(apikeys.missing_message(iid, version.get("version"), role))
         return missing
 
     def _workload_owner(self, doc, version):
@@ -200,7 +207,7 @@ class Images:
             path = self.volume_dir(iid, volume["name"])
             os.makedirs(path, 0o755, exist_ok=True)
             volumes[volume["name"]] = path
-        self.write_host_files(iid, doc, service, version, synced=self.synced())
+        self.write_host_files(iid, doc, service, version, synced=self.synced(), starting=True)
         devices = {}
         for device in version.get("devices") or []:
             devices[device["path"]] = host_device(device["path"], service["name"])

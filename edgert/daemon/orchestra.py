@@ -60,6 +60,7 @@ class Orchestra:
         self.db = db
         self.sup = supervisor
         self.images = images
+        images.on_missing_key = lambda iid, message: self.emit(iid, "api-key-missing", message)
         self.clock = clock
         self.settings = settings
         self.log = log

@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from helpers.ociarchive import write_oci_archive
+from helpers.daemonevents import events
 from helpers.services import service_input
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run containers")
@@ -144,6 +145,22 @@ def test_api_key_files_follow_the_roles_of_each_version(daemon, images):
     assert json.loads(daemon.cli("api-key", "set", "a", "--json", input=KEY3.encode()
                                  ).stdout)["instances"] == []
     assert keys_in(daemon, "r1") is None
+
+
+def test_a_role_without_a_key_is_an_event_until_the_key_comes(daemon, images):
+    start(daemon)
+    daemon.import_service(service_input("nokey", images["good"], api_key_roles=["fleet"]))
+    daemon.cli("instance", "add", "nokey", "--id", "k1")
+    daemon.wait_for(lambda: running(daemon, "k1", 1), "v1 running")
+    event = events(daemon, lambda e: e.get("kind") == "api-key-missing")
+    assert event and event["instance"] == "k1", event
+    assert "names API key role 'fleet'" in event["message"], event
+    assert "edgert api-key set fleet" in event["message"], event
+    assert not keys_in(daemon, "k1")  # no key file (an empty directory is fine)
+    set_key(daemon, "fleet", KEY1)
+    assert keys_in(daemon, "k1") == {"fleet": KEY1 + "\n"}
+    assert events(daemon, lambda e: e.get("kind") == "api-key-updated"
+                  and e.get("instance") == "k1")
 
 
 def test_key_files_belong_to_the_workload_user(daemon, images):

@@ -13,7 +13,6 @@ or fail; no traffic leaves them.
 import itertools
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -23,6 +22,7 @@ import time
 import pytest
 
 from edgert.net.links import host_link_name
+from helpers.daemonevents import events
 from helpers.services import service_input
 
 pytestmark = [
@@ -297,32 +297,6 @@ def in_range(address, first, last):
     def number(a):
         return tuple(int(x) for x in a.split("."))
     return number(first) <= number(address) <= number(last)
-
-
-def events(daemon, predicate, timeout=20):
-    """The first event of `edgert events --json` (history included) that ``predicate``
-    accepts, or None."""
-    proc = subprocess.Popen([daemon.cli_bin, "--socket", daemon.socket, "events", "--json"],
-                            stdout=subprocess.PIPE, env=daemon.env)
-    buffered = b""
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not select.select([proc.stdout], [], [], 0.2)[0]:
-                continue
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            buffered += chunk
-            *lines, buffered = buffered.split(b"\n")
-            for line in lines:
-                event = json.loads(line)
-                if predicate(event):
-                    return event
-        return None
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def assert_pyroute2_never_imported(daemon):

@@ -326,10 +326,15 @@ class Cli:
         rows = self.call("stats", {"id": rest[0] if rest else None})
         if self.json:
             return self.dump(rows)
-        table = [("ID", "MEMORY", "LIMIT", "CPU", "PIDS")]
+        table = [("ID", "MEMORY", "LIMIT", "CPU", "PIDS", "NET RX/TX")]
         for r in rows:
+            net = r.get("net") or {}
+            traffic = "%s / %s" % (_bytes(sum(c["rx_bytes"] for c in net.values())),
+                                   _bytes(sum(c["tx_bytes"] for c in net.values()))) \
+                if net else "-"
             table.append((r["id"], _bytes(r.get("memory_bytes")), _bytes(r.get("memory_limit")),
-                          "%.1fs" % (r.get("cpu_ns", 0) / 1e9), str(r.get("pids", "-"))))
+                          "%.1fs" % (r.get("cpu_ns", 0) / 1e9), str(r.get("pids", "-")),
+                          traffic))
         self.write(_table(table))
         return 0
 

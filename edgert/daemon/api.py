@@ -212,6 +212,9 @@ class Api:
             row = {"id": iid}
             if self.sup.running(iid):
                 row.update(self.sup.stats(iid))
+                net = self.sup.net_counters(iid)
+                if net is not None:
+                    row["net"] = net
             rows.append(row)
         return rows
 

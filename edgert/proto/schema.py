@@ -251,7 +251,8 @@ METHODS = {
     "events": Method({"since": Opt(Nullable(Int(min=0)), None)}, stream=True,
                      doc="daemon events (instance state changes, rollout steps) as they happen"),
     "stats": Method({"id": Opt(Nullable(NAME), None)},
-                    doc="resource usage of one instance or of all"),
+                    doc="resource usage of one instance or of all: memory, cpu, pids, and "
+                        "\"net\" {interface: {rx_bytes, tx_bytes, ...}} of its namespace"),
     "exec": Method(
         {"id": NAME, "args": List(Str(max_len=4096), min_len=1, max_len=1000), "env": ENV,
          "cwd": Opt(Nullable(Str(max_len=4096, min_len=1)), None), "tty": Opt(Bool(), False),

@@ -375,6 +375,11 @@ def test_lan_client_reaches_the_wan_through_the_containers_nat(world, netdaemon,
                    'interface="%s"}' % (family, interface))
             assert counters.get(key, 0) > 0, (key, body)
     assert not any('interface="lo"' in name for name in counters)
+    stats = d.json("stats", "n1")[0]
+    assert stats["net"]["lan0"]["rx_bytes"] > 0 and stats["net"]["wan0"]["tx_bytes"] > 0, stats
+    table = d.cli("stats", "n1").stdout.decode().splitlines()
+    assert "NET RX/TX" in table[0], table
+    assert "n1" in table[1] and "/" in table[1], table
     assert_pyroute2_never_imported(d)
 
 

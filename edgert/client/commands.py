@@ -19,7 +19,7 @@ containers (node service instances):
   exec [-t] [-u USER] ID CMD...  run a command inside a running instance
   stats [ID]                  memory, cpu and pids from the cgroups
   events                      follow what the daemon does
-  run [--name N] [-e K=V]... (--bundle DIR | IMAGE) [CMD...]
+  run [-t] [--name N] [-e K=V]... (--bundle DIR | IMAGE) [CMD...]
                               run a container once, in the foreground, and remove it
 node services and rollouts:
   service import FILE         import a node_service_input document (new version)
@@ -47,15 +47,19 @@ class Usage(Exception):
     pass
 
 
-def _opts(args, flags=(), valued=()):
+def _opts(args, flags=(), valued=(), leading=False):
     """Splits ``args`` into ({option: value}, positional); options may come anywhere
-    before a lone ``--``; repeated valued options collect into lists."""
+    before a lone ``--`` (``leading``: only before the first positional, which starts a
+    command line of its own); repeated valued options collect into lists."""
     options, rest = {}, []
     i = 0
     while i < len(args):
         arg = args[i]
         if arg == "--":
             rest.extend(args[i + 1:])
+            break
+        if leading and rest:
+            rest.extend(args[i:])
             break
         name, eq, value = arg.partition("=")
         if name in flags and not eq:
@@ -73,6 +77,12 @@ def _opts(args, flags=(), valued=()):
             rest.append(arg)
         i += 1
     return options, rest
+
+
+def parse_run(args):
+    """run's options end at the image (or, with --bundle, the command), as with docker run."""
+    return _opts(args, ("--rm", "-t", "--tty"), ("--name", "-e", "--env", "--bundle"),
+                 leading=True)
 
 
 def _one(options, name, default=None):
@@ -226,13 +236,12 @@ class Cli:
         return self._foreground("exec", params, tty)
 
     def cmd_run(self, args):
-        options, rest = _opts(args, ("--rm", "-t", "--tty"), ("--name", "-e", "--env",
-                                                               "--bundle"))
+        options, rest = parse_run(args)
         bundle = _one(options, "--bundle")
         image = None
         if bundle is None:
             if not rest:
-                raise Usage("run [--name N] [-e K=V]... (--bundle DIR | IMAGE) [CMD...]")
+                raise Usage("run [-t] [--name N] [-e K=V]... (--bundle DIR | IMAGE) [CMD...]")
             image, rest = rest[0], rest[1:]
         params = {"image": image, "bundle": bundle and os.path.abspath(bundle), "args": rest,
                   "name": _one(options, "--name"),
@@ -243,11 +252,11 @@ class Cli:
     def _foreground(self, method, params, tty):
         """run/exec: our stdin, stdout and stderr go to the container process itself (fd
         passing); the daemon answers when it exits; ^C and friends are forwarded. With -t
-        (exec) the process gets a terminal in the container instead (``_exec_pty``)."""
+        the process gets a terminal in the container instead (``_on_pty``)."""
         if tty and not os.isatty(0):
             raise Usage("-t needs a terminal on stdin")
-        if tty and method == "exec":
-            return self._exec_pty(params)
+        if tty:
+            return self._on_pty(method, params)
         import _signal
         conn = self.conn()
         state = {"pid": 0}
@@ -277,7 +286,7 @@ class Cli:
                 _signal.signal(sig, handler)
         return code
 
-    def _exec_pty(self, params):
+    def _on_pty(self, method, params):
         """The process gets a pty of the container's devpts; the daemon passes us its master
         with "started", and we copy between our terminal and it."""
         from .. import tty
@@ -297,12 +306,12 @@ class Cli:
         conn = self.conn()
         code = 1
         try:
-            for kind, *rest in conn.stream("exec", params):
+            for kind, *rest in conn.stream(method, params):
                 if kind == "notification" and rest[0] == "started":
                     fds = conn.take_fds()
                     if not fds:
                         from ..errors import EdgertError
-                        raise EdgertError("edgertd sent no terminal for exec -t",
+                        raise EdgertError("edgertd sent no terminal for %s -t" % method,
                                           code="protocol")
                     state["master"] = fds.pop(0)
                     for fd in fds:

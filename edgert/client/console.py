@@ -115,11 +115,19 @@ def refusal(argv):
     if argv[0] == "exec" and _exec_wants_tty(argv[1:]):
         return ("exec -t: no terminal programs inside the console; run exec without -t "
                 "(the command's output comes here)")
-    options = argv[:argv.index("--")] if "--" in argv else argv  # run's flags come anywhere
-    if argv[0] == "run" and ("-t" in options or "--tty" in options):
+    if argv[0] == "run" and _run_wants_tty(argv[1:]):
         return ("run -t: no terminal programs inside the console; run without -t "
                 "(the command's output comes here)")
     return None
+
+
+def _run_wants_tty(args):
+    from .commands import Usage, parse_run
+    try:
+        options = parse_run(args)[0]
+    except Usage:
+        return False  # the command itself will say what is wrong
+    return "-t" in options or "--tty" in options
 
 
 def _exec_wants_tty(args):

@@ -297,20 +297,26 @@ class Api:
     def m_run(self, req):
         p = req.params
         fds = req.take_fds()
-        if len(fds) != 3:
+        if p.get("tty"):
+            _close(fds)  # the container gets a terminal of its own
+            fds = []
+        elif len(fds) != 3:
             _close(fds)
             raise EdgertError("run needs the caller's stdin, stdout and stderr (3 fds)",
                               code="bad-params")
-        try:
-            name, pid = self.daemon.oneshot.run(p, tuple(fds), lambda code: finished(code))
-        finally:
-            _close(fds)
+        started = {"pid": 0}
 
         def finished(code):
-            self.foreground.pop(pid, None)
+            self.foreground.pop(started["pid"], None)
             req.reply({"exit_code": code})
+        try:
+            name, pid, master = self.daemon.oneshot.run(p, tuple(fds), finished)
+        finally:
+            _close(fds)
+        started["pid"] = pid
         self.foreground[pid] = (req.conn, name)
-        req.notify("started", {"pid": pid, "name": name})
+        req.notify("started", {"pid": pid, "name": name},
+                   fds=[master] if master is not None else ())
         req.conn.on_close(lambda conn: self.daemon.oneshot.abandon(name))
         return DEFER
 

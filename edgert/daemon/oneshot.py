@@ -1,6 +1,7 @@
 """`edgert run`: one container in the foreground of a client, removed when it exits.
 
-The client's stdin, stdout and stderr (passed over the socket) become the container's; the
+The client's stdin, stdout and stderr (passed over the socket) become the container's, or,
+with a terminal, a pty of the container's own devpts whose master goes to the client; the
 daemon answers the call with the exit code. The container runs from an OCI bundle (its
 config.json, args and env overridable) or from an image in the store (a throwaway writable
 layer over its snapshots). These containers belong to no instance and are never restarted.
@@ -9,6 +10,7 @@ layer over its snapshots). These containers belong to no instance and are never 
 import os
 
 from ..errors import EdgertError, NotFound, StateError
+from ..runtime.console import receive_master
 from ..runtime.state import check_id
 
 PREFIX = "run-"
@@ -23,6 +25,8 @@ class Oneshot:
         return name in self.running
 
     def run(self, params, stdio, on_exit):
+        """Starts the container; returns (name, pid 1, the pty master or None). ``stdio``
+        is unused when params ask for a tty."""
         name = params.get("name") or PREFIX + os.urandom(4).hex()
         check_id(name)
         if name in self.running or name in self.daemon.db.instances:
@@ -34,14 +38,36 @@ class Oneshot:
             config, mounts, layer = self._from_image(name, params["image"], params)
         else:
             raise EdgertError("run: give an image or --bundle DIR", code="bad-params")
+        terminal = bool(params.get("tty"))
+        process = config.setdefault("process", {})
+        process["terminal"] = terminal
+        ends = []
+        if terminal:
+            from ..runtime.console import socketpair
+            height, width = params.get("tty_size") or (24, 80)
+            process["consoleSize"] = {"height": height, "width": width}
+            ends.extend(socketpair())
+            stdio = None
         self.running[name] = {"on_exit": on_exit, "layer": layer}
+        master = None
         try:
-            pid = self.daemon.supervisor.start(name, config, mounts, stdio=stdio)
-        except BaseException:
-            self.running.pop(name, None)
-            self._drop(layer)
-            raise
-        return name, pid
+            try:
+                pid = self.daemon.supervisor.start(name, config, mounts, stdio=stdio,
+                                                   console_fd=ends[0] if ends else None)
+            except BaseException:
+                self.running.pop(name, None)
+                self._drop(layer)
+                raise
+            if ends:
+                try:  # sent before pid 1 ran, so already in the socket
+                    master = receive_master(ends.pop())
+                except BaseException:
+                    self.abandon(name)  # its exit cleans up
+                    raise
+        finally:
+            for fd in ends:
+                os.close(fd)
+        return name, pid, master
 
     def _from_bundle(self, bundle, params):
         from ..oci import spec
@@ -56,8 +82,6 @@ class Oneshot:
             process["args"] = list(params["args"])
         if params.get("env"):
             process["env"] = list(process.get("env") or []) + list(params["env"])
-        if params.get("tty"):
-            process["terminal"] = False  # the client's own terminal is passed as stdio
         mounts = [{"type": "bind", "source": source, "options": ["rbind", "rw"]}]
         return config, mounts
 

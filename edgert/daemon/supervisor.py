@@ -103,11 +103,12 @@ class Supervisor:
     # -- start ----------------------------------------------------------------------------
 
     def start(self, instance_id, config, rootfs_mounts, annotations=None, stdio=None,
-              prepare_rootfs=None):
+              prepare_rootfs=None, console_fd=None):
         """Mounts the rootfs, creates and starts the container; returns its pid 1.
 
         ``stdio``: the container's stdin, stdout and stderr (the caller keeps them open);
-        default /dev/null and the log ring. ``prepare_rootfs(rootfs)`` runs on the mounted
+        default /dev/null and the log ring. ``console_fd``: for a process.terminal config, a
+        connected unix socket (the caller's) the pty master is sent on before pid 1 returns. ``prepare_rootfs(rootfs)`` runs on the mounted
         rootfs before the container is created."""
         if instance_id in self.tracked:
             raise StateError("instance %s: its container is running (pid %d): stop it first"
@@ -140,7 +141,7 @@ class Supervisor:
                 stdio = (fds[1], fds[2], fds[2])
             try:
                 pid = self.runtime.create(instance_id, bundle, start=True, stdio=stdio,
-                                          exit_record_fd=record)
+                                          exit_record_fd=record, console_fd=console_fd)
             except EdgertError as e:
                 raise about(instance_id, e) from None
             pidfd = None

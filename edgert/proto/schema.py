@@ -207,6 +207,7 @@ NAME = Str(max_len=64, min_len=1)
 TIMEOUT = Opt(Nullable(Int(min=0, max=3600)), None)
 ARGS = List(Str(max_len=4096), max_len=1000)
 ENV = Opt(List(Str(max_len=32768, min_len=1), max_len=1000), [])
+TTY_SIZE = Opt(Nullable(List(Int(min=1, max=65535), min_len=2, max_len=2)), None)  # rows, cols
 SELECTOR = Nullable(Str(max_len=64, min_len=1))
 CONFIG_MAP_VALUE = Str(max_len=1 << 19)
 API_KEY_ROLE = Str(max_len=128, min_len=1)
@@ -256,7 +257,7 @@ METHODS = {
     "exec": Method(
         {"id": NAME, "args": List(Str(max_len=4096), min_len=1, max_len=1000), "env": ENV,
          "cwd": Opt(Nullable(Str(max_len=4096, min_len=1)), None), "tty": Opt(Bool(), False),
-         "tty_size": Opt(Nullable(List(Int(min=1, max=65535), min_len=2, max_len=2)), None),
+         "tty_size": TTY_SIZE,
          "user": Opt(Nullable(Str(max_len=64, min_len=1)), None)},
         fds=3, stream=True,
         doc="runs a process in an instance's container on the passed stdin, stdout, stderr; "
@@ -267,10 +268,11 @@ METHODS = {
         {"image": Opt(Nullable(Str(max_len=512, min_len=1)), None),
          "bundle": Opt(Nullable(Str(max_len=4096, min_len=1)), None),
          "args": ARGS, "name": Opt(Nullable(NAME), None),
-         "env": ENV, "tty": Opt(Bool(), False)},
+         "env": ENV, "tty": Opt(Bool(), False), "tty_size": TTY_SIZE},
         fds=3, stream=True,
         doc="runs a one-off container from an image or a bundle on the passed stdin, stdout, "
-            "stderr; notifies \"started\" {pid, name}, returns {exit_code}; removed at exit"),
+            "stderr; notifies \"started\" {pid, name}, returns {exit_code}; removed at exit. "
+            "With tty, as exec's"),
     "signal": Method({"pid": Int(min=1), "signal": Int(min=1, max=64)},
                      doc="sends a signal to a process that run or exec started (the client "
                          "forwards ^C and friends on a second connection)"),

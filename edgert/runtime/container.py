@@ -426,14 +426,14 @@ class Runtime:
     # create / start / run ------------------------------------------------------------------
 
     def create(self, container_id, bundle, console_socket=None, pid_file=None, start=False,
-               proxy_tty=False, stdio=None, exit_record_fd=None):
+               console_fd=None, stdio=None, exit_record_fd=None):
         """Creates the container; with ``start`` its process runs at once (``run``).
 
-        ``proxy_tty``: a terminal without --console-socket goes to ``self.console_peer`` (a
-        socket the pty master arrives on) for a foreground run to proxy. ``stdio``: three fds
-        that become the container process's 0, 1, 2 instead of the caller's (a terminal
-        replaces them). ``exit_record_fd``: a regular file edgert-init writes its exit record
-        to (``-s``, init/README.md). The caller keeps and closes both. Returns the host pid of
+        ``console_fd`` instead of ``console_socket``: a connected unix socket the pty master
+        of a terminal process is sent on, before the process runs (a foreground run, the
+        daemon's `run -t`). ``stdio``: three fds that become the container process's 0, 1, 2
+        instead of the caller's (a terminal replaces them). ``exit_record_fd``: a regular file edgert-init writes its exit record
+        to (``-s``, init/README.md). The caller keeps and closes all three. Returns the host pid of
         the container's pid 1.
         """
         from ..oci import spec
@@ -443,7 +443,7 @@ class Runtime:
         plan.stdio = check_stdio(stdio)
         plan.exit_record_fd = exit_record_fd
         self._warn_skipped(container_id, plan)
-        if plan.terminal and not console_socket and not proxy_tty:
+        if plan.terminal and not console_socket and console_fd is None:
             raise ConfigError("process.terminal is true but no --console-socket was given (a "
                               "detached container needs one to hand its terminal to)")
         # startContainer hooks run between `start` and the process: run = create + start then
@@ -455,7 +455,8 @@ class Runtime:
               "annotations": config.get("annotations", {}), "owner": "", "config": config,
               "cgroup": None, "netns_pin": None, "net_devices": []}
         try:
-            pid = self._create(container_id, plan, st, console_socket, pid_file, start_now)
+            pid = self._create(container_id, plan, st, console_socket, console_fd, pid_file,
+                               start_now)
         except BaseException:
             self._cleanup_failed(container_id, st)
             raise
@@ -467,18 +468,19 @@ class Runtime:
                 raise
         return pid
 
-    def _create(self, container_id, plan, st, console_socket, pid_file, start):
+    def _create(self, container_id, plan, st, console_socket, console_fd, pid_file, start):
         from .. import native
         from .hooks import run_hooks, spec_state
         config = plan.config
         linux = config.get("linux", {})
         plan.cgroup, cgroup_setup = self._make_cgroup(container_id, linux, st)
         plan.cgroup_binds = cgroup_setup[2]
-        if console_socket:
+        if not plan.terminal:
+            pass
+        elif console_fd is not None:
+            plan.console_fd = os.dup(console_fd)  # not inheritable, closed below like ours
+        else:
             plan.console_fd = connect_console(console_socket)
-        elif plan.terminal:
-            from .console import socketpair
-            plan.console_fd, self.console_peer = socketpair()
         parent = child_end = None
         try:
             plan.init_fd = sealed_copy(init_path())
@@ -709,18 +711,33 @@ class Runtime:
         forward = {}
         if not detach:
             forward = block_forwarded_signals()
-        self.console_peer = None
-        pid = self.create(container_id, bundle, console_socket, pid_file, start=True,
-                          proxy_tty=not detach)
+        peer = ours = None
+        if not detach and not console_socket:
+            from .console import socketpair
+            peer, ours = socketpair()  # used only if process.terminal is true
+        try:
+            pid = self.create(container_id, bundle, console_socket, pid_file, start=True,
+                              console_fd=peer)
+        except BaseException:
+            if ours is not None:
+                os.close(ours)
+            raise
+        finally:
+            if peer is not None:
+                os.close(peer)
         if detach:
             return 0
-        if self.console_peer is not None:
+        if ours is None:  # the console socket's owner has the terminal
+            pass
+        elif self.store.load(container_id)["config"].get("process", {}).get("terminal"):
             from . import console
-            master = console.receive_master(self.console_peer)
+            master = console.receive_master(ours)  # closes ours
             forward["winch_to"] = master
             forward["pid"] = pid
             console.proxy(master)
             forward["winch_to"] = None
+        else:
+            os.close(ours)
         status = wait_forwarding(pid, forward)
         kills = self.oom_kills(container_id)
         if kills:

@@ -284,49 +284,79 @@ def test_exec_as_another_user(daemon, images):
         gone.stderr
 
 
-def test_exec_with_a_terminal(daemon, images):
-    """`edgert exec -t` from a terminal: the process gets a pty of the container's own devpts
-    as its controlling terminal (so `tty` names it), sized as the client's terminal, and
-    follows the client's window size changes."""
+TERMINAL_SCRIPT = ("[ -t 0 ] && echo isatty; awk '{print \"ttynr=\" $7}' /proc/self/stat; "
+                   "echo name=$(tty); echo size=$(stty size); echo term=$TERM; "
+                   "read line; echo got=$line; echo size=$(stty size); exit 4")
+
+
+def on_a_terminal(daemon, argv):
+    """Runs the CLI on a pty of ours (33x101, TERM=vt100) with TERMINAL_SCRIPT in the
+    container; resizes to 40x120 and types a line once the script is waiting for it.
+    Returns (the CLI's exit code, what the terminal showed)."""
     import fcntl
     import struct
     import subprocess
     import termios
-    daemon.start()
-    daemon.import_service(service_input("term", images["good"]))
-    daemon.cli("instance", "add", "term", "--id", "x1")
-    daemon.wait_for(lambda: daemon.inspect("x1")["state"] == "running", "running")
     master, slave = os.openpty()
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    script = ("[ -t 0 ] && echo isatty; awk '{print \"ttynr=\" $7}' /proc/self/stat; "
-              "echo name=$(tty); echo size=$(stty size); echo term=$TERM; "
-              "read line; echo got=$line; echo size=$(stty size); exit 4")
-    proc = subprocess.Popen([daemon.cli_bin, "--socket", daemon.socket, "exec", "-t", "x1",
-                             "sh", "-c", script], stdin=slave, stdout=slave, stderr=slave,
+    proc = subprocess.Popen([daemon.cli_bin, "--socket", daemon.socket] + argv,
+                            stdin=slave, stdout=slave, stderr=slave,
                             env=dict(daemon.env, TERM="vt100"), start_new_session=True)
     os.close(slave)
     out = b""
     deadline = time.monotonic() + 15
     sent = False
-    while time.monotonic() < deadline and proc.poll() is None:
-        if select.select([master], [], [], 0.2)[0]:
-            try:
-                out += os.read(master, 4096)
-            except OSError:
-                break
-        if b"term=vt100" in out and not sent:
-            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-            proc.send_signal(signal.SIGWINCH)  # not its controlling terminal: no SIGWINCH
-            time.sleep(0.3)
-            os.write(master, b"hello\r")
-            sent = True
-    assert proc.wait(10) == 4, out
-    os.close(master)
-    text = out.decode(errors="replace")
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+            if b"term=vt100" in out and not sent:
+                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+                proc.send_signal(signal.SIGWINCH)  # not its controlling terminal: no SIGWINCH
+                time.sleep(0.3)
+                os.write(master, b"hello\r")
+                sent = True
+        return proc.wait(10), out.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def assert_terminal_in_the_container(code, text):
+    assert code == 4, text
     assert "isatty" in text and "term=vt100" in text and "got=hello" in text, text
     assert "ttynr=0\r" not in text and "ttynr=" in text  # a controlling terminal
     assert "name=/dev/pts/0\r" in text, text  # the container's devpts: its first pty
     assert "size=33 101\r" in text and "size=40 120\r" in text, text
+
+
+def test_exec_with_a_terminal(daemon, images):
+    """`edgert exec -t` from a terminal: the process gets a pty of the container's own devpts
+    as its controlling terminal (so `tty` names it), sized as the client's terminal, and
+    follows the client's window size changes."""
+    daemon.start()
+    daemon.import_service(service_input("term", images["good"]))
+    daemon.cli("instance", "add", "term", "--id", "x1")
+    daemon.wait_for(lambda: daemon.inspect("x1")["state"] == "running", "running")
+    assert_terminal_in_the_container(
+        *on_a_terminal(daemon, ["exec", "-t", "x1", "sh", "-c", TERMINAL_SCRIPT]))
+
+
+def test_run_with_a_terminal(daemon, make_bundle):
+    """`edgert run -t` likewise: pid 1's workload is on a pty of the new container's devpts;
+    the -t after the command belongs to it (run's options end there, as with docker run)."""
+    daemon.start()
+    bundle = make_bundle(["true"])
+    assert_terminal_in_the_container(
+        *on_a_terminal(daemon, ["run", "-t", "--name", "tty1", "--bundle", bundle,
+                                "sh", "-c", TERMINAL_SCRIPT, "-t"]))
+    daemon.wait_for(lambda: not os.path.exists(os.path.join(daemon.run_dir, "containers",
+                                                            "tty1")), "removed at exit")
 
 
 def test_stop_then_download_strategy(daemon, images):

@@ -99,9 +99,19 @@ def daemon_forks(daemon):
 
 
 def power_loss(daemon):
-    """What a power cut leaves: no container processes, nothing mounted, an empty /run."""
-    for pid in container_inits(daemon):
-        os.kill(pid, signal.SIGKILL)
+    """What a power cut leaves: no container processes, nothing mounted, an empty /run.
+    A daemon killed mid-start leaves a forked setup child that has not yet exec'd
+    edgert-init (and may fork pid 1 still): scanned and killed until none is left."""
+    while True:
+        victims = set(container_inits(daemon)) | set(daemon_forks(daemon))
+        if not victims:
+            break
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
     for fields in sorted(our_mounts(daemon), key=lambda m: len(m[4]), reverse=True):
         subprocess.run(["umount", "-l", fields[4]], check=False)
     shutil.rmtree(daemon.run_dir)

@@ -511,10 +511,14 @@ def test_runtime_exit_record_and_stdio_with_a_terminal(env, tmp_path, busybox_ro
     log = os.open(str(tmp_path / "log"), os.O_WRONLY | os.O_CREAT, 0o600)
     rt = Runtime(env.root)
     cid = unique("sup-tty")
+    peer, ours = console.socketpair()
     try:
-        pid = rt.create(cid, str(bundle), start=True, proxy_tty=True, stdio=(log, log, log),
-                        exit_record_fd=record)
-        master = console.receive_master(rt.console_peer)
+        try:
+            pid = rt.create(cid, str(bundle), start=True, console_fd=peer,
+                            stdio=(log, log, log), exit_record_fd=record)
+        finally:
+            os.close(peer)
+        master = console.receive_master(ours)
         out = b""
         while select.select([master], [], [], 5)[0]:
             try:

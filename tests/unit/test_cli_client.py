@@ -16,6 +16,18 @@ def test_options_anywhere_and_repeated():
     assert options == {"--pin": ["3"], "--config-map": ["a=b", "c=d"], "--stopped": True}
 
 
+@pytest.mark.parametrize("argv, options, rest", [
+    (["-t", "-e", "A=1", "img", "ls", "-t", "-e"], {"-t": True, "-e": ["A=1"]},
+     ["img", "ls", "-t", "-e"]),
+    (["--bundle", "b", "--name=n", "sh", "-c", "--tty"], {"--bundle": ["b"], "--name": ["n"]},
+     ["sh", "-c", "--tty"]),
+    (["--rm", "--", "img", "-x"], {"--rm": True}, ["img", "-x"]),
+])
+def test_run_options_end_at_the_image(argv, options, rest):
+    """As with docker run: what follows the image is the container's command line."""
+    assert commands.parse_run(argv) == (options, rest)
+
+
 def test_unknown_option_and_missing_value():
     with pytest.raises(commands.Usage):
         commands._opts(["--bogus"], (), ())

@@ -159,7 +159,7 @@ def test_escape_filter_passes_plain_bytes_through():
 @pytest.mark.parametrize("argv", [
     ["console"], ["console", "--tty", "/dev/ttyS1"], ["exec", "-t", "web", "sh"],
     ["exec", "-it", "web", "sh"], ["exec", "-i", "-t", "web", "sh"], ["exec", "--tty", "web"],
-    ["run", "-t", "alpine"], ["run", "alpine", "--tty"],
+    ["run", "-t", "alpine"], ["run", "--name", "x", "--tty", "alpine", "sh"],
 ])
 def test_terminal_programs_are_refused(argv):
     assert refusal(argv)
@@ -168,6 +168,7 @@ def test_terminal_programs_are_refused(argv):
 @pytest.mark.parametrize("argv", [
     ["exec", "web", "ls", "-t"], ["exec", "-i", "web", "ls", "-lt"], ["ps"], ["logs", "-f", "web"],
     ["run", "alpine", "--", "ls", "-t"], ["exec", "web", "sh", "-c", "--tty"],
+    ["run", "alpine", "ls", "-t"], ["run", "-e", "-t", "alpine"],
 ])
 def test_other_commands_are_not_refused(argv):
     assert refusal(argv) is None

@@ -198,7 +198,11 @@ def cgroup_v2_layout():
     expect(layout.mode == "v2", "edgert sees a %s layout, not v2: %r" % (layout.mode, layout))
     missing = {"memory", "cpu", "pids"} - layout.v2_controllers
     expect(not missing, "cgroup2 lacks controllers %s" % sorted(missing))
-    return "controllers: " + " ".join(sorted(layout.v2_controllers))
+    with open("/proc/self/mountinfo") as f:
+        options = [line.split()[-1] for line in f if line.split()[4] == "/sys/fs/cgroup"]
+    expect(options and "favordynmods" in options[-1].split(","),
+           "cgroup2 is not mounted with favordynmods (the init's mount): %r" % options)
+    return "controllers: %s; %s" % (" ".join(sorted(layout.v2_controllers)), options[-1])
 
 
 @check

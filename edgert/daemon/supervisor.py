@@ -108,8 +108,9 @@ class Supervisor:
 
         ``stdio``: the container's stdin, stdout and stderr (the caller keeps them open);
         default /dev/null and the log ring. ``console_fd``: for a process.terminal config, a
-        connected unix socket (the caller's) the pty master is sent on before pid 1 returns. ``prepare_rootfs(rootfs)`` runs on the mounted
-        rootfs before the container is created."""
+        connected unix socket (the caller's) the pty master is sent on before this returns.
+        ``prepare_rootfs(rootfs)`` runs on the mounted rootfs before the container is
+        created."""
         if instance_id in self.tracked:
             raise StateError("instance %s: its container is running (pid %d): stop it first"
                              % (instance_id, self.tracked[instance_id].pid))

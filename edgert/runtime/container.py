@@ -432,9 +432,9 @@ class Runtime:
         ``console_fd`` instead of ``console_socket``: a connected unix socket the pty master
         of a terminal process is sent on, before the process runs (a foreground run, the
         daemon's `run -t`). ``stdio``: three fds that become the container process's 0, 1, 2
-        instead of the caller's (a terminal replaces them). ``exit_record_fd``: a regular file edgert-init writes its exit record
-        to (``-s``, init/README.md). The caller keeps and closes all three. Returns the host pid of
-        the container's pid 1.
+        instead of the caller's (a terminal replaces them). ``exit_record_fd``: a regular
+        file edgert-init writes its exit record to (``-s``, init/README.md). The caller keeps
+        and closes all three. Returns the host pid of the container's pid 1.
         """
         from ..oci import spec
         bundle = os.path.abspath(bundle)

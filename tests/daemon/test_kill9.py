@@ -52,18 +52,36 @@ def instance_doc(daemon):
         return json.load(f)
 
 
+def in_instance_cgroup(pid_name):
+    suffix = "/edgert-test-%d/%s" % (os.getpid(), IID)
+    with open("/proc/%s/cgroup" % pid_name) as f:
+        return any(line.rstrip("\n").endswith(suffix) for line in f)
+
+
+def instance_processes():
+    """Every live process in the instance's cgroup, whatever its name (zombies are dead)."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and in_instance_cgroup(name):
+                with open("/proc/%s/stat" % name) as f:
+                    if f.read().rpartition(")")[2].split()[0] != "Z":
+                        found.append(int(name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
 def container_inits(daemon):
     """Pids of edgert-init processes that are pid 1 of a container in the instance's
     cgroup, found by scanning /proc (not asking the daemon)."""
-    suffix = "/edgert-test-%d/%s" % (os.getpid(), IID)
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            with open("/proc/%s/cgroup" % name) as f:
-                if not any(line.rstrip("\n").endswith(suffix) for line in f):
-                    continue
+            if not in_instance_cgroup(name):
+                continue
             with open("/proc/%s/comm" % name) as f:
                 if f.read().strip() != "edgert-init":
                     continue
@@ -101,11 +119,15 @@ def daemon_forks(daemon):
 def power_loss(daemon):
     """What a power cut leaves: no container processes, nothing mounted, an empty /run.
     A daemon killed mid-start leaves a forked setup child that has not yet exec'd
-    edgert-init (and may fork pid 1 still): scanned and killed until none is left."""
+    edgert-init (and may fork pid 1 still), or a pid 1 between its exec and naming itself
+    edgert-init: everything in the instance's cgroup and every fork of the daemon, scanned
+    and killed until none is left."""
+    deadline = time.monotonic() + 10
     while True:
-        victims = set(container_inits(daemon)) | set(daemon_forks(daemon))
+        victims = set(instance_processes()) | set(daemon_forks(daemon))
         if not victims:
             break
+        assert time.monotonic() < deadline, "processes survive SIGKILL: %s" % sorted(victims)
         for pid in victims:
             try:
                 os.kill(pid, signal.SIGKILL)

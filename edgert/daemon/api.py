@@ -273,8 +273,8 @@ class Api:
         if p.get("tty"):
             _close(fds)  # the process gets a terminal of its own
             fds = []
-            height, width = p.get("tty_size") or (24, 80)
-            tty_size = {"height": height, "width": width}
+            from ..runtime.console import console_size
+            tty_size = console_size(p.get("tty_size"))
         elif len(fds) != 3:
             _close(fds)
             raise EdgertError("exec needs the caller's stdin, stdout and stderr (3 fds)",

@@ -10,7 +10,7 @@ layer over its snapshots). These containers belong to no instance and are never 
 import os
 
 from ..errors import EdgertError, NotFound, StateError
-from ..runtime.console import receive_master
+from ..runtime.console import console_size, spawn_on_terminal
 from ..runtime.state import check_id
 
 PREFIX = "run-"
@@ -41,32 +41,25 @@ class Oneshot:
         terminal = bool(params.get("tty"))
         process = config.setdefault("process", {})
         process["terminal"] = terminal
-        ends = []
         if terminal:
-            from ..runtime.console import socketpair
-            height, width = params.get("tty_size") or (24, 80)
-            process["consoleSize"] = {"height": height, "width": width}
-            ends.extend(socketpair())
-            stdio = None
+            process["consoleSize"] = console_size(params.get("tty_size"))
         self.running[name] = {"on_exit": on_exit, "layer": layer}
-        master = None
+        started = []
+
+        def start(console_fd):
+            started.append(self.daemon.supervisor.start(
+                name, config, mounts, stdio=None if terminal else stdio, console_fd=console_fd))
+            return started[0]
         try:
-            try:
-                pid = self.daemon.supervisor.start(name, config, mounts, stdio=stdio,
-                                                   console_fd=ends[0] if ends else None)
-            except BaseException:
+            if terminal:
+                pid, master = spawn_on_terminal(start, lambda pid: self.abandon(name))
+            else:
+                pid, master = start(None), None
+        except BaseException:
+            if not started:  # a container that runs cleans up after itself when it exits
                 self.running.pop(name, None)
                 self._drop(layer)
-                raise
-            if ends:
-                try:  # sent before pid 1 ran, so already in the socket
-                    master = receive_master(ends.pop())
-                except BaseException:
-                    self.abandon(name)  # its exit cleans up
-                    raise
-        finally:
-            for fd in ends:
-                os.close(fd)
+            raise
         return name, pid, master
 
     def _from_bundle(self, bundle, params):

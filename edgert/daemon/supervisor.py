@@ -187,14 +187,7 @@ class Supervisor:
 
     def _discard(self, instance_id, pid):
         """After a failed start: pid 1 killed and reaped, the runtime's container deleted."""
-        try:
-            os.kill(pid, SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
+        kill_and_reap(pid)
         try:
             self.runtime.delete(instance_id, force=True)
         except EdgertError as e:
@@ -431,22 +424,21 @@ class Supervisor:
         if user is not None:
             overrides["user"] = self._user_of(instance_id, user)
         opened = []
-        master = None
         try:
             if tty_size is not None:
-                from ..runtime.console import receive_master, socketpair
+                from ..runtime.console import spawn_on_terminal
                 overrides.update(terminal=True, consoleSize=tty_size)
-                opened.extend(socketpair())
-                stdio = None
-            elif stdio is None:
-                opened.append(os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC))
-                stdio = (opened[0],) * 3
-            pid = self.runtime.spawn_exec(instance_id, None, overrides=overrides, stdio=stdio,
-                                          console_fd=opened[0] if tty_size is not None
-                                          else None)
-            if tty_size is not None:
-                # sent before the exec that spawn_exec waited for: already in the socket
-                master = receive_master(opened.pop())
+                pid, master = spawn_on_terminal(
+                    lambda console_fd: self.runtime.spawn_exec(
+                        instance_id, None, overrides=overrides, console_fd=console_fd),
+                    kill_and_reap)
+            else:
+                if stdio is None:
+                    opened.append(os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC))
+                    stdio = (opened[0],) * 3
+                pid = self.runtime.spawn_exec(instance_id, None, overrides=overrides,
+                                              stdio=stdio)
+                master = None
         except EdgertError as e:
             raise about(instance_id, e) from None
         finally:
@@ -655,6 +647,18 @@ def exit_info(wait_status, record, stopping, oom_kills):
         kind = "stopped"
     return {"kind": kind, "code": code, "signal": signal, "oom_kills": oom_kills,
             "at": time.time(), "source": "record" if wait_status is None else "waitpid"}
+
+
+def kill_and_reap(pid):
+    """SIGKILL to a child of ours, and its wait (it may be gone or reaped already)."""
+    try:
+        os.kill(pid, SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def about(instance_id, err):

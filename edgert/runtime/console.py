@@ -2,11 +2,14 @@
 master from the container (as an engine would over its console socket) and copies bytes between
 it and its own stdin/stdout, in raw mode when stdin is a terminal (serial consoles included)."""
 
+import os
+
 from ..errors import EdgertError
 from ..tty import copy_window_size, proxy
 
 # container.py takes the terminal helpers from here; they live in edgert.tty (shared with clients)
-__all__ = ["socketpair", "receive_master", "copy_window_size", "proxy"]
+__all__ = ["socketpair", "receive_master", "spawn_on_terminal", "console_size",
+           "copy_window_size", "proxy"]
 
 
 def socketpair():
@@ -29,3 +32,29 @@ def receive_master(fd):
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 4:
             return array.array("i", data[:4])[0]
     raise EdgertError("the container sent no terminal", code="console")
+
+
+def spawn_on_terminal(spawn, undo):
+    """For a process.terminal process: ``spawn(console_fd)`` starts it, and the process
+    sends its pty master on ``console_fd`` before the exec that spawn waits for. Returns
+    (spawn's result, the master); if no master comes, ``undo(result)`` ends the process."""
+    peer, ours = socketpair()
+    try:
+        result = spawn(peer)
+    except BaseException:
+        os.close(ours)
+        raise
+    finally:
+        os.close(peer)
+    try:
+        master = receive_master(ours)  # closes ours
+    except BaseException:
+        undo(result)
+        raise
+    return result, master
+
+
+def console_size(rows_columns):
+    """The OCI consoleSize of a client's [rows, columns] (24x80 when it sent none)."""
+    height, width = rows_columns or (24, 80)
+    return {"height": height, "width": width}

@@ -350,6 +350,31 @@ def test_exec_runs_in_the_container_with_given_stdio(env):
     assert out == b"/dev/pts/0\r\n30 90\r\n" and ended == [5], out
 
 
+def test_a_terminal_exec_whose_master_never_comes_is_killed_and_reaped(env, monkeypatch):
+    """If the pty master does not arrive, the exec'd process must not live on untracked."""
+    from edgert.errors import EdgertError
+    from edgert.runtime import console
+    sup = env.supervisor()
+    iid = unique("sup-nomaster")
+    sup.start(iid, config(["sleep", "30"]), env.mounts)
+    spawned = []
+    spawn_exec = sup.runtime.spawn_exec
+
+    def recording(*args, **kwargs):
+        spawned.append(spawn_exec(*args, **kwargs))
+        return spawned[-1]
+
+    def lost(fd):
+        os.close(fd)
+        raise EdgertError("the container sent no terminal", code="console")
+    monkeypatch.setattr(sup.runtime, "spawn_exec", recording)
+    monkeypatch.setattr(console, "receive_master", lost)
+    with pytest.raises(EdgertError, match="sent no terminal"):
+        sup.exec(iid, ["sleep", "30"], tty_size={"height": 24, "width": 80})
+    assert len(spawned) == 1 and not os.path.exists("/proc/%d" % spawned[0]), spawned
+    assert spawned[0] not in sup.execs
+
+
 def test_stats_from_the_cgroup(env):
     sup = env.supervisor()
     iid = unique("sup-stats")
